@@ -1,0 +1,198 @@
+"""The ``mlpsearch`` command.
+
+Exit codes: 0 success, 1 a check failed, 2 bad input (one line, no traceback),
+130 interrupted (finished trials are kept; run the same command again to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
+DEFAULT_EXPERIMENT = "digits_random"
+
+
+class UsageError(Exception):
+    """Bad input: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not argparse's usage block
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not hasattr(args, "handler"):
+            parser.print_help()
+            return 2
+        return args.handler(args) or 0
+    except KeyboardInterrupt:
+        print("\nmlpsearch: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        return _fail(err)
+
+
+def _fail(err: Exception) -> int:
+    from engine import DataError
+    from search.config import ConfigError
+    from search.runner import Interrupted
+
+    if isinstance(err, Interrupted):
+        print(f"\nmlpsearch: {err}", file=sys.stderr)
+        return 130
+    if isinstance(err, UsageError | ConfigError | DataError):
+        message = " ".join(str(err).split())  # one line, whatever the message held
+        print(f"mlpsearch: error: {message}", file=sys.stderr)
+        return 2
+    raise err
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="mlpsearch",
+        description="Hyperparameter search for a numpy multi-layer perceptron.",
+    )
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
+
+    run = sub.add_parser(
+        "run",
+        help="run (or resume) a search study from an experiment file",
+        description="Run a search study. Running the same command again resumes it; a larger "
+        "--n-trials extends it. With no file, runs the default digits experiment.",
+    )
+    run.add_argument(
+        "experiment",
+        nargs="?",
+        default=DEFAULT_EXPERIMENT,
+        help=f"experiment file, or the name of one in experiments/ (default: {DEFAULT_EXPERIMENT})",
+    )
+    run.add_argument("--n-trials", type=int, metavar="N", help="trials in the study")
+    run.add_argument("--jobs", type=int, metavar="J", help="worker processes")
+    run.add_argument("--seed", type=int, metavar="S", help="study seed")
+    run.add_argument("--sampler", metavar="NAME", help="random, grid, tpe or qmc")
+    run.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: journal file)")
+    run.add_argument("--study", metavar="NAME", help="study name (default: from the file)")
+    run.add_argument(
+        "--out", metavar="DIR", default="results", help="results folder (default: results)"
+    )
+    run.set_defaults(handler=cmd_run)
+
+    train = sub.add_parser(
+        "train",
+        help="train one fixed configuration (e.g. a best.toml written by rerun)",
+        description="Train the single configuration of an experiment file whose hyperparameters "
+        "are all fixed, print its errors and save the model.",
+    )
+    train.add_argument("experiment", help="experiment file with fixed values")
+    train.add_argument(
+        "--seed", type=int, default=None, help="training seed (default: the file's)"
+    )
+    train.add_argument("--save", metavar="PATH", help="where to save the model (.npz)")
+    train.set_defaults(handler=cmd_train)
+
+    grad = sub.add_parser(
+        "gradcheck",
+        help="check backpropagation against numerical differentiation",
+        description="Compare the gradients of a small random network, for every activation, "
+        "with central differences in float64, and print the largest relative errors.",
+    )
+    grad.add_argument("--layers", type=int, default=2, help="hidden layers (default: 2)")
+    grad.add_argument("--tol", type=float, default=1e-6, help="largest accepted relative error")
+    grad.set_defaults(handler=cmd_gradcheck)
+
+    for register in _EXTRA_COMMANDS:
+        register(sub)
+    return parser
+
+
+# Other modules add their subcommands here: each entry takes the subparsers object.
+_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+
+
+def find_experiment(name: str) -> Path:
+    """A path as given, else ``experiments/<name>.toml`` of this checkout."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    for candidate in (EXPERIMENTS / name, EXPERIMENTS / f"{name}.toml"):
+        if candidate.is_file():
+            return candidate
+    raise UsageError(f"experiment file not found: {name}")
+
+
+def _checked_int(value: int | None, flag: str, low: int) -> int | None:
+    if value is not None and value < low:
+        raise UsageError(f"{flag}: {value} must be >= {low}")
+    return value
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from search.config import load_experiment
+    from search.runner import run_study
+    from search.storage import mask
+
+    exp = load_experiment(find_experiment(args.experiment))
+    exp = exp.replace_study(
+        name=args.study,
+        n_trials=_checked_int(args.n_trials, "--n-trials", 1),
+        n_jobs=_checked_int(args.jobs, "--jobs", 1),
+        seed=_checked_int(args.seed, "--seed", 0),
+        sampler=args.sampler,
+    )
+    hint = "mlpsearch " + " ".join(mask(a) for a in sys.argv[1:])
+    run_study(exp, Path(args.out), storage_url=args.storage, resume_hint=hint)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from search.config import load_experiment
+    from search.single import train_experiment
+
+    exp = load_experiment(find_experiment(args.experiment))
+    seed = args.seed if args.seed is not None else exp.study.seed
+    run = train_experiment(exp, seed=seed, echo=print)
+    h = run.history
+    best = h.records[h.best_epoch - 1]
+    print(
+        f"{exp.study.name}: best epoch {h.best_epoch}: train error {best.train_error:.4f}, "
+        f"validation error {best.val_error:.4f}; last epoch: validation error "
+        f"{h.records[-1].val_error:.4f}"
+    )
+    save = Path(args.save) if args.save else Path("results") / exp.study.name / "model.npz"
+    save.parent.mkdir(parents=True, exist_ok=True)
+    run.model.save(save)
+    print(f"model saved to {save}")
+    return 0
+
+
+def cmd_gradcheck(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from engine import ACTIVATIONS, MLP, gradcheck
+
+    if not 1 <= args.layers <= 8:
+        raise UsageError(f"--layers: {args.layers} is out of range; allowed: 1 to 8")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(16, 6))
+    y = rng.integers(0, 3, size=16)
+    worst = 0.0
+    print(f"gradient check: 6-{'-'.join(['5'] * args.layers)}-3 network, float64, batch 16")
+    for name in ACTIVATIONS:
+        model = MLP([6, *[5] * args.layers, 3], name, dtype="float64", seed=1)
+        err = gradcheck(model, X, y, weight_decay=1e-3)
+        worst = max(worst, err)
+        print(f"  {name:<11} max relative error {err:.2e}  {'ok' if err < args.tol else 'FAIL'}")
+    print(f"largest: {worst:.2e} (tolerance {args.tol:.0e})")
+    return 0 if worst < args.tol else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""Where studies live: Optuna storages, heartbeats, and trials of workers that died.
+
+By default a study is one journal file, ``results/<study>/journal.log`` (Optuna's
+``JournalStorage`` with ``JournalFileBackend``: safe for several processes, unlike SQLite).
+``--storage URL`` takes any Optuna RDB URL (``postgresql+psycopg2://...``, ``sqlite:///...``),
+or ``journal:PATH`` for a journal file elsewhere.
+
+Optuna's journal storage has no heartbeat, so each running trial carries its worker's identity
+and a heartbeat time in its system attributes. A RUNNING trial is *stale* when its worker is a
+process of this host that no longer exists, or when its heartbeat is older than the grace
+period. Stale trials are failed and re-queued with the same parameters and user attributes
+(hence the same seed) by Optuna's ``RetryHeartbeatStaleTrialCallback``. RDB storages also get
+Optuna's own heartbeat, with the same callback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import threading
+import time
+from pathlib import Path
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.trial import TrialState
+
+from search.config import ConfigError
+
+HEARTBEAT_SECONDS = 5  # how often a running trial says it is alive
+GRACE_SECONDS = 60  # silence after which a trial of another host is taken for dead
+MAX_RETRY = 3  # how often one configuration is re-queued after its worker died
+
+WORKER_KEY = "mlpsearch:worker"  # "host:pid:start" of the process running the trial
+BEAT_KEY = "mlpsearch:heartbeat"  # time.time() of the last heartbeat
+
+
+def default_url(results: Path, study: str) -> str:
+    return f"journal:{results / study / 'journal.log'}"
+
+
+def mask(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for anything printed or written."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna storage for ``url``; a bad URL raises ConfigError with one line."""
+    if url.startswith("journal:"):
+        path = Path(url.removeprefix("journal:").removeprefix("//"))
+        return open_journal(path)
+    if "://" not in url:
+        raise ConfigError(
+            f"--storage: {mask(url)!r} is not a storage URL; expected e.g. "
+            "postgresql+psycopg2://user:password@host/db, sqlite:///file.db or journal:PATH"
+        )
+    try:
+        return RDBStorage(
+            url,
+            engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
+            heartbeat_interval=HEARTBEAT_SECONDS,
+            grace_period=GRACE_SECONDS,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+        )
+    except ModuleNotFoundError as err:
+        raise ConfigError(
+            f"--storage {mask(url)}: the database driver is not installed ({err.name}); "
+            "for PostgreSQL: pip install psycopg2-binary"
+        ) from None
+    except Exception as err:  # sqlalchemy raises many kinds; all mean "cannot use this URL"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(
+            f"--storage {mask(url)}: cannot open the storage: {mask(first)}"
+        ) from None
+
+
+def open_journal(path: Path) -> JournalStorage:
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"journal {path}: exists and is not a file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(path.parent, os.W_OK):
+            raise PermissionError(f"folder {path.parent} is not writable")
+        storage = JournalStorage(JournalFileBackend(str(path)))
+    except (OSError, PermissionError) as err:
+        raise ConfigError(f"journal {path}: cannot open for writing: {err}") from None
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ConfigError(
+            f"journal {path}: damaged ({err}); a truncated last line can be removed by hand "
+            "(every line before it is a complete record)"
+        ) from None
+    return storage
+
+
+# --- who runs a trial, and is it still alive -------------------------------------------------
+
+
+def worker_identity() -> str:
+    """``host:pid:start``: start (from /proc) tells a reused pid from the original process."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_start_time(os.getpid())}"
+
+
+def _start_time(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        if fields[0] == "Z":  # a zombie has finished running
+            return "zombie"
+        return fields[19]
+    except (OSError, IndexError):
+        return "gone"
+
+
+def is_dead(identity: str) -> bool:
+    """Whether the worker ``identity`` is certainly dead (only knowable on its own host)."""
+    host, pid, start = identity.rsplit(":", 2)
+    if host != socket.gethostname():
+        return False
+    return _start_time(int(pid)) != start
+
+
+class Heartbeat:
+    """Marks a running trial as alive: at start, on :meth:`beat`, and from a thread."""
+
+    def __init__(self, storage: optuna.storages.BaseStorage, trial_id: int) -> None:
+        self.storage, self.trial_id = storage, trial_id
+        self._stop = threading.Event()
+        self._last = 0.0
+        storage.set_trial_system_attr(trial_id, WORKER_KEY, worker_identity())
+        self.beat()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def beat(self) -> None:
+        now = time.time()
+        if now - self._last < 1.0:  # epochs of small networks take milliseconds
+            return
+        self._last = now
+        try:
+            self.storage.set_trial_system_attr(self.trial_id, BEAT_KEY, now)
+            if isinstance(self.storage, RDBStorage):
+                self.storage.record_heartbeat(self.trial_id)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            self._stop.set()  # somebody failed this trial as stale; nothing more to say
+
+    def _run(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            self.beat()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def fail_stale(
+    study: optuna.Study, storage: optuna.storages.BaseStorage, grace: float = GRACE_SECONDS
+) -> list[int]:
+    """Fail the RUNNING trials whose worker died and re-queue them; their numbers."""
+    optuna.storages.fail_stale_trials(study)  # RDB storages: Optuna's own heartbeat
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+    failed = []
+    now = time.time()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        identity = trial.system_attrs.get(WORKER_KEY)
+        beat = trial.system_attrs.get(BEAT_KEY, 0.0)
+        if identity is None:  # claimed, and its worker not yet known
+            started = trial.datetime_start.timestamp() if trial.datetime_start else now
+            if now - started <= grace:
+                continue
+            reason = "worker never started the trial"
+        elif is_dead(identity):
+            reason = f"worker {identity.rsplit(':', 1)[0]} died"
+        elif now - beat > grace:
+            reason = f"worker {identity.rsplit(':', 1)[0]} silent for {now - beat:.0f} s"
+        else:
+            continue
+        try:
+            storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason + "; re-queued")
+            if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another process got there first
+        retry(study, storage.get_trial(trial._trial_id))
+        failed.append(trial.number)
+    return failed
+
+
+def claim_waiting(study: optuna.Study, storage: optuna.storages.BaseStorage) -> int | None:
+    """Atomically take a WAITING trial (WAITING -> RUNNING); its id, or None if none is left.
+
+    Like ``Study.ask`` without its fallback of creating a fresh trial, so that a study never
+    runs more trials than it enqueued, however many workers race for the last one.
+    """
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        try:
+            if storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
+                return trial._trial_id
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+    return None
