@@ -1,0 +1,27 @@
+"""mlpsearch engine: a verified, fast multi-layer perceptron in numpy (numpy + stdlib only)."""
+
+from engine.activations import ACTIVATIONS, Activation
+from engine.gradcheck import gradcheck
+from engine.initializers import INITIALIZERS
+from engine.losses import softmax_cross_entropy
+from engine.network import MLP
+from engine.optimizers import OPTIMIZERS, SCHEDULES, Optimizer, make_optimizer
+from engine.training import Diverged, EpochRecord, History, TrainConfig, train
+
+__all__ = [
+    "ACTIVATIONS",
+    "INITIALIZERS",
+    "MLP",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "Activation",
+    "Diverged",
+    "EpochRecord",
+    "History",
+    "Optimizer",
+    "TrainConfig",
+    "gradcheck",
+    "make_optimizer",
+    "softmax_cross_entropy",
+    "train",
+]

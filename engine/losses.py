@@ -1,0 +1,100 @@
+"""Softmax fused with cross-entropy, and the L2 penalty.
+
+Softmax is never differentiated on its own. With p = softmax(z) and a one-hot target y, the loss of
+one row is  L = -log p_y = logsumexp(z) - z_y,  and its gradient is  dL/dz_j = p_j - y_j : the
+derivative of logsumexp(z) is softmax(z) = p, and the derivative of -z_y is -1 at the target class.
+The loss is a batch mean, so each row's gradient is divided by the batch size: (p - y) / batch.
+logsumexp is evaluated after shifting each row by its maximum, so exp never overflows and at least
+one term of every sum is exactly 1 (the log never sees 0).
+
+L2 weight decay: ``penalty = weight_decay / 2 * sum(W**2)`` over weight matrices only (biases are
+not decayed); its gradient ``weight_decay * W`` is added by the network.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["FusedSoftmaxCE", "l2_penalty", "log_softmax", "softmax_cross_entropy"]
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise log-softmax of ``logits`` (batch, classes), max-shifted. Returns a new array."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def softmax_cross_entropy(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean cross-entropy of softmax(logits) against integer labels, and its logit gradient.
+
+    Parameters
+    ----------
+    logits : (batch, classes) array
+    y : (batch,) integer labels in [0, classes)
+
+    Returns
+    -------
+    loss : float, batch mean of -log softmax(logits)[i, y_i]
+    grad : (batch, classes) array, (softmax(logits) - onehot(y)) / batch
+    """
+    n = logits.shape[0]
+    logp = log_softmax(logits)
+    rows = np.arange(n)
+    loss = -float(logp[rows, y].sum()) / n
+    grad = np.exp(logp)
+    grad[rows, y] -= 1.0  # p - y, see the module docstring
+    grad /= n
+    return loss, grad
+
+
+def l2_penalty(weights: list[np.ndarray], weight_decay: float) -> float:
+    """weight_decay / 2 * sum of squared weights (biases excluded: pass weight matrices only)."""
+    if weight_decay == 0.0:
+        return 0.0
+    return 0.5 * weight_decay * float(sum(np.vdot(w, w) for w in weights))
+
+
+class FusedSoftmaxCE:
+    """Allocation-free softmax cross-entropy for the training loop.
+
+    Holds its small per-row buffers for up to ``capacity`` rows. ``__call__`` overwrites ``logits``
+    with the gradient ``(p - y) * grad_scale`` (``grad_scale`` is normally 1 / batch) and returns
+    the summed loss over the rows and the number of rows whose arg-max is not the label.
+    """
+
+    def __init__(self, capacity: int, n_classes: int, dtype) -> None:
+        self.capacity = capacity
+        self.n_classes = n_classes
+        self._rowbase = np.arange(capacity, dtype=np.intp) * n_classes  # flat index of row start
+        self._flat = np.empty(capacity, dtype=np.intp)
+        self._argmax = np.empty(capacity, dtype=np.intp)
+        self._wrong = np.empty(capacity, dtype=bool)
+        self._m = np.empty(capacity, dtype=dtype)
+        self._s = np.empty(capacity, dtype=dtype)
+        self._zy = np.empty(capacity, dtype=dtype)
+
+    def __call__(self, logits: np.ndarray, y: np.ndarray, grad_scale: float) -> tuple[float, int]:
+        """logits: (b, classes) C-contiguous, overwritten by the gradient; y: (b,) int labels."""
+        b = logits.shape[0]
+        flat, amax, wrong = self._flat[:b], self._argmax[:b], self._wrong[:b]
+        m, s, zy = self._m[:b], self._s[:b], self._zy[:b]
+        lf = logits.reshape(-1)  # a view: logits is contiguous
+
+        np.argmax(logits, axis=1, out=amax)
+        np.not_equal(amax, y, out=wrong)
+        errors = int(np.count_nonzero(wrong))
+        np.add(self._rowbase[:b], amax, out=flat)
+        np.take(lf, flat, out=m)  # row maxima, read at the arg-max (cheaper than a max-reduce)
+        np.subtract(logits, m[:, None], out=logits)  # shift: max of every row is now 0
+        np.add(self._rowbase[:b], y, out=flat)
+        np.take(lf, flat, out=zy)  # shifted z_y
+        np.exp(logits, out=logits)
+        np.sum(logits, axis=1, out=s)
+        np.divide(logits, s[:, None], out=logits)  # p = softmax
+        np.log(s, out=s)
+        loss_sum = float(s.sum(dtype=np.float64)) - float(zy.sum(dtype=np.float64))
+        np.take(lf, flat, out=zy)
+        zy -= 1
+        np.put(lf, flat, zy)  # p - y
+        logits *= grad_scale
+        return loss_sum, errors

@@ -1,0 +1,320 @@
+"""Training: the configuration, the per-epoch record, the history, and the loop.
+
+What an epoch records
+---------------------
+- ``train_loss`` / ``train_error``: running averages over the epoch's minibatches, computed from
+  the logits each minibatch produced anyway during its forward pass (weights change during the
+  epoch and dropout is active, so they differ slightly from a separate evaluation pass; that pass
+  would cost about a third of an epoch). ``train_loss`` is the cross-entropy alone, without the L2
+  term.
+- ``val_loss`` / ``val_error`` / ``dead_fraction``: one evaluation pass over the validation set
+  (no dropout) after the epoch's last update. A hidden unit is dead when its output is 0 for every
+  validation row.
+- ``seconds``: wall-clock time of the epoch including the evaluation pass.
+
+Determinism: minibatch order and dropout masks come from generators seeded by ``config.seed``
+(one ``SeedSequence`` spawning two streams), so the same model seed, data, configuration and BLAS
+thread count give bitwise-identical weights and history (``seconds`` aside).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engine.network import MLP
+from engine.optimizers import OPTIMIZERS, SCHEDULES, make_optimizer
+
+__all__ = ["Diverged", "EpochRecord", "History", "TrainConfig", "train"]
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int | np.integer) and not isinstance(v, bool)
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. Validated when built: a bad value raises ValueError naming the field and
+    what is allowed. ``from_dict``/``to_dict`` convert to and from JSON-able dictionaries."""
+
+    epochs: int = 20
+    batch_size: int = 64
+    optimizer: str = "momentum"
+    learning_rate: float = 0.05
+    momentum: float = 0.9
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    schedule: str = "constant"
+    step_size: int = 10  # epochs between step decays
+    gamma: float = 0.1  # step decay factor
+    weight_decay: float = 0.0  # L2 on weights only: loss += weight_decay / 2 * sum(W**2)
+    dropout: float = 0.0  # probability of dropping a hidden unit (inverted dropout)
+    patience: int | None = None  # epochs without a better val_error before stopping; None = off
+    seed: int = 0  # minibatch order and dropout masks
+    # A minibatch loss above max_loss_factor * (the first minibatch's loss, at least log(classes))
+    # counts as divergence, as does any non-finite loss.
+    max_loss_factor: float = 100.0
+
+    def __post_init__(self) -> None:
+        def bad(name: str, allowed: str) -> ValueError:
+            return ValueError(f"TrainConfig.{name} = {getattr(self, name)!r}: must be {allowed}")
+
+        def check_int(name: str, low: int) -> None:
+            v = getattr(self, name)
+            if not _is_int(v) or v < low:
+                raise bad(name, f"an integer >= {low}")
+
+        def check_real(name: str, ok: Callable[[float], bool], allowed: str) -> None:
+            v = getattr(self, name)
+            if not _is_real(v) or not math.isfinite(v) or not ok(float(v)):
+                raise bad(name, allowed)
+
+        check_int("epochs", 1)
+        check_int("batch_size", 1)
+        if self.optimizer not in OPTIMIZERS:
+            raise bad("optimizer", f"one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise bad("schedule", f"one of {', '.join(SCHEDULES)}")
+        check_real("learning_rate", lambda v: v > 0, "a number > 0")
+        check_real("momentum", lambda v: 0 <= v < 1, "a number in [0, 1)")
+        check_real("beta1", lambda v: 0 <= v < 1, "a number in [0, 1)")
+        check_real("beta2", lambda v: 0 <= v < 1, "a number in [0, 1)")
+        check_real("eps", lambda v: v > 0, "a number > 0")
+        check_int("step_size", 1)
+        check_real("gamma", lambda v: 0 < v <= 1, "a number in (0, 1]")
+        check_real("weight_decay", lambda v: v >= 0, "a number >= 0")
+        check_real("dropout", lambda v: 0 <= v < 1, "a number in [0, 1)")
+        if self.patience is not None:
+            check_int("patience", 1)
+        check_int("seed", 0)
+        check_real("max_loss_factor", lambda v: v > 1, "a number > 1")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        """Build from a dictionary; unknown keys raise ValueError listing the known ones."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(
+                f"TrainConfig: unknown key(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        """JSON-able dictionary of every field."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """What one epoch measured (see the module docstring for how)."""
+
+    epoch: int  # 1-based
+    train_loss: float
+    train_error: float
+    val_loss: float
+    val_error: float
+    seconds: float
+    learning_rate: float
+    dead_fraction: tuple[float, ...]  # one per hidden layer
+
+
+@dataclass
+class History:
+    """Every epoch's record, the best epoch (lowest val_error, earliest on ties) and why training
+    stopped: "completed", "early_stopping" or "callback"."""
+
+    records: list[EpochRecord] = field(default_factory=list)
+    stop_reason: str = "completed"
+
+    @property
+    def best_epoch(self) -> int | None:
+        if not self.records:
+            return None
+        return min(self.records, key=lambda r: (r.val_error, r.epoch)).epoch
+
+    @property
+    def best_val_error(self) -> float | None:
+        best = self.best_epoch
+        return None if best is None else self.records[best - 1].val_error
+
+    def _column(self, name: str) -> list:
+        return [getattr(r, name) for r in self.records]
+
+    @property
+    def train_loss(self) -> list[float]:
+        return self._column("train_loss")
+
+    @property
+    def train_error(self) -> list[float]:
+        return self._column("train_error")
+
+    @property
+    def val_loss(self) -> list[float]:
+        return self._column("val_loss")
+
+    @property
+    def val_error(self) -> list[float]:
+        return self._column("val_error")
+
+    @property
+    def seconds(self) -> list[float]:
+        return self._column("seconds")
+
+    def to_dict(self) -> dict:
+        """JSON-able: one list per EpochRecord field, plus best_epoch, best_val_error and
+        stop_reason."""
+        out: dict = {f.name: self._column(f.name) for f in dataclasses.fields(EpochRecord)}
+        out["dead_fraction"] = [list(d) for d in out["dead_fraction"]]
+        out["best_epoch"] = self.best_epoch
+        out["best_val_error"] = self.best_val_error
+        out["stop_reason"] = self.stop_reason
+        return out
+
+
+class Diverged(Exception):
+    """Training produced a non-finite or exploding loss."""
+
+    def __init__(self, epoch: int, last_finite_loss: float | None, loss: float) -> None:
+        self.epoch = epoch
+        self.last_finite_loss = last_finite_loss
+        self.loss = loss
+        last = "none" if last_finite_loss is None else f"{last_finite_loss:.4g}"
+        super().__init__(
+            f"training diverged in epoch {epoch}: loss {loss:.4g} (last finite loss {last})"
+        )
+
+
+def _check_data(model: MLP, X, y, what: str) -> tuple[np.ndarray, np.ndarray]:
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[1] != model.layer_sizes[0] or X.shape[0] == 0:
+        raise ValueError(
+            f"X_{what} must have shape (n > 0, {model.layer_sizes[0]}), got {X.shape}"
+        )
+    if X.dtype != model.dtype:
+        X = X.astype(model.dtype)  # once, so that minibatches are gathered without casting
+    y = np.asarray(y)
+    if y.shape != (X.shape[0],) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"y_{what} must be {X.shape[0]} integer labels, got {y.dtype} {y.shape}")
+    if y.min() < 0 or y.max() >= model.layer_sizes[-1]:
+        raise ValueError(f"y_{what} labels must lie in [0, {model.layer_sizes[-1]})")
+    return X, y.astype(np.intp, copy=False)
+
+
+def train(
+    model: MLP,
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_val: np.ndarray,
+    y_val: np.ndarray,
+    config: TrainConfig,
+    *,
+    callback: Callable[[EpochRecord], bool | None] | None = None,
+) -> History:
+    """Train ``model`` in place and return its History.
+
+    Parameters
+    ----------
+    model : MLP, updated in place; it keeps its final weights (History names the best epoch)
+    X_train : (n, n_in) features; y_train : (n,) integer labels
+    X_val : (m, n_in); y_val : (m,)
+    config : TrainConfig
+    callback : called with each EpochRecord; returning True stops training (stop_reason
+        "callback"); exceptions it raises propagate unchanged.
+
+    Raises
+    ------
+    Diverged
+        on a non-finite or exploding loss, with the epoch and the last finite loss.
+    """
+    X_train, y_train = _check_data(model, X_train, y_train, "train")
+    X_val, y_val = _check_data(model, X_val, y_val, "val")
+    cfg = config
+    n = X_train.shape[0]
+    bs = min(cfg.batch_size, n)
+    order_rng, drop_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(cfg.seed).spawn(2)
+    )
+    perm = np.arange(n, dtype=np.intp)
+    opt = make_optimizer(
+        cfg.optimizer,
+        [model.params],
+        momentum=cfg.momentum,
+        beta1=cfg.beta1,
+        beta2=cfg.beta2,
+        eps=cfg.eps,
+    )
+    grads = [model.grads]
+    ws = model._workspace(bs)
+    if cfg.dropout:
+        ws.ensure_dropout()
+    tail = ws.rows(n % bs) if n % bs else None
+    schedule = SCHEDULES[cfg.schedule]
+    fb = model._forward_backward
+    wd, p = cfg.weight_decay, cfg.dropout
+
+    history = History()
+    last_finite: float | None = None
+    limit = math.inf
+    best_error, since_best = math.inf, 0
+    for epoch in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        lr = schedule(
+            cfg.learning_rate, epoch, epochs=cfg.epochs, step_size=cfg.step_size, gamma=cfg.gamma
+        )
+        order_rng.shuffle(perm)
+        loss_total, errors = 0.0, 0
+        # Overflow and invalid-value warnings are expected once training diverges; divergence is
+        # reported by the Diverged exception below instead.
+        with np.errstate(over="ignore", invalid="ignore"):
+            for s in range(0, n, bs):
+                idx = perm[s : s + bs]
+                v = ws if idx.shape[0] == bs else tail
+                np.take(X_train, idx, axis=0, out=v.x)
+                np.take(y_train, idx, out=v.y)
+                loss_sum, err = fb(v, v.x, v.y, weight_decay=wd, dropout=p, rng=drop_rng)
+                loss = loss_sum / idx.shape[0]
+                if not loss <= limit:  # also catches NaN
+                    raise Diverged(epoch, last_finite, loss)
+                if limit == math.inf:
+                    limit = cfg.max_loss_factor * max(loss, math.log(model.layer_sizes[-1]))
+                last_finite = loss
+                loss_total += loss_sum
+                errors += err
+                opt.step(grads, lr)
+            val_loss, val_error, dead = model.evaluate(X_val, y_val)
+        if not math.isfinite(val_loss):
+            raise Diverged(epoch, last_finite, val_loss)
+        record = EpochRecord(
+            epoch=epoch,
+            train_loss=loss_total / n,
+            train_error=errors / n,
+            val_loss=val_loss,
+            val_error=val_error,
+            seconds=time.perf_counter() - t0,
+            learning_rate=lr,
+            dead_fraction=tuple(dead),
+        )
+        history.records.append(record)
+        if callback is not None and callback(record):
+            history.stop_reason = "callback"
+            break
+        if val_error < best_error:
+            best_error, since_best = val_error, 0
+        else:
+            since_best += 1
+            if cfg.patience is not None and since_best >= cfg.patience:
+                history.stop_reason = "early_stopping"
+                break
+    return history
