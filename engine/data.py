@@ -592,7 +592,7 @@ def _check_arrays(path, X, y, xname, yname, row) -> tuple[np.ndarray, np.ndarray
         raise DataError(f"{path}: {yname} must have shape (samples,), got {y.shape}")
     if X.dtype.kind not in "biuf":
         raise DataError(f"{path}: {xname} must be numeric, found dtype {X.dtype}")
-    X = X.reshape(len(X), -1)
+    X = X.reshape(len(X), int(np.prod(X.shape[1:])))
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise DataError(f"{path}: empty data: {xname} has shape {X.shape}")
     if len(y) != len(X):
