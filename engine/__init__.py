@@ -1,6 +1,7 @@
 """mlpsearch engine: a verified, fast multi-layer perceptron in numpy (numpy + stdlib only)."""
 
 from engine.activations import ACTIVATIONS, Activation
+from engine.data import DataError, Dataset, load_dataset
 from engine.gradcheck import gradcheck
 from engine.initializers import INITIALIZERS
 from engine.losses import softmax_cross_entropy
@@ -15,12 +16,15 @@ __all__ = [
     "OPTIMIZERS",
     "SCHEDULES",
     "Activation",
+    "DataError",
+    "Dataset",
     "Diverged",
     "EpochRecord",
     "History",
     "Optimizer",
     "TrainConfig",
     "gradcheck",
+    "load_dataset",
     "make_optimizer",
     "softmax_cross_entropy",
     "train",
