@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(err: Exception) -> int:
-    from engine import DataError
+    from engine.data import DataError
     from search.config import ConfigError
     from search.runner import Interrupted
 
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         "experiment",
         nargs="?",
         default=DEFAULT_EXPERIMENT,
-        help=f"experiment file, or the name of one in experiments/ (default: {DEFAULT_EXPERIMENT})",
+        help=f"experiment file or name in experiments/ (default: {DEFAULT_EXPERIMENT})",
     )
     run.add_argument("--n-trials", type=int, metavar="N", help="trials in the study")
     run.add_argument("--jobs", type=int, metavar="J", help="worker processes")

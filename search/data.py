@@ -6,7 +6,7 @@ workers share the pages the parent prepared instead of each reading and holding 
 
 from __future__ import annotations
 
-from engine import Dataset, load_dataset
+from engine.data import Dataset, load_dataset
 from search.config import Experiment
 
 

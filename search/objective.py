@@ -10,7 +10,8 @@ from typing import Any
 
 import optuna
 
-from engine import MLP, Dataset, Diverged, EpochRecord, TrainConfig, train
+from engine import MLP, Diverged, EpochRecord, TrainConfig, train
+from engine.data import Dataset
 from search.config import Experiment
 from search.space import slot_seed, suggest, trial_config
 

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from engine import MLP, Dataset, EpochRecord, History, TrainConfig, train
+from engine import MLP, EpochRecord, History, TrainConfig, train
+from engine.data import Dataset
 from search.config import ConfigError, Experiment
 from search.data import load_data
 from search.space import suggest, trial_config

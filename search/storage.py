@@ -20,13 +20,18 @@ import re
 import socket
 import threading
 import time
+import warnings
 from pathlib import Path
+
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
 from search.config import ConfigError
+
+# fail_stale_trials and the retry callback are stable in practice but still flagged experimental
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 HEARTBEAT_SECONDS = 5  # how often a running trial says it is alive
 GRACE_SECONDS = 60  # silence after which a trial of another host is taken for dead
