@@ -9,8 +9,9 @@ Sources
 ``"digits"`` (the default, no download)
     The 1,797 8x8 handwritten digits that scikit-learn ships: the test part of the UCI "Optical
     Recognition of Handwritten Digits" data set (E. Alpaydin and C. Kaynak, 1998; UCI Machine
-    Learning Repository, https://doi.org/10.24432/C50P49), via ``sklearn.datasets.load_digits``,
-    stored in ``engine/digits.npz`` as uint8 values 0..16 by ``scripts/make_digits.py``. It has no
+    Learning Repository, https://doi.org/10.24432/C50P49, CC BY 4.0), via scikit-learn's
+    ``load_digits``, stored in ``engine/digits.npz`` as uint8 values 0..16 by
+    ``scripts/make_digits.py``. It has no
     official test split: a stratified 20% is held out with a fixed seed, which gives 1,150
     training / 288 validation / 359 test samples at the default ``val_fraction=0.2``.
 ``"mnist"``, ``"fashion-mnist"``, ``"kmnist"``
@@ -20,8 +21,11 @@ Sources
     ``<cache>/<name>/``; ``/usr/share/datasets/fashion-mnist/`` (Debian's
     ``dataset-fashion-mnist``) for Fashion-MNIST. A folder with only some of the files stops the
     search with an error saying which are missing. Otherwise the files are downloaded into the
-    cache (see ``engine.download``), unless ``MLPSEARCH_OFFLINE`` is set. The official 60,000 /
-    10,000 split is kept: 48,000 / 12,000 / 10,000 at the default ``val_fraction``.
+    cache (see ``engine.download``), unless ``MLPSEARCH_OFFLINE`` is set. Files found on disk
+    are checked by their structure (``engine.idx``: magic number, sizes, label range), not by
+    checksum, so re-compressed copies such as Debian's load; downloads are checked against the
+    published MD5. The official 60,000 / 10,000 split is kept: 48,000 / 12,000 / 10,000 at
+    the default ``val_fraction``.
 a path to ``.npz`` or ``.csv``
     ``.npz``: arrays ``X`` (n, ...) and ``y`` (n,), read with ``allow_pickle=False``; optional
     ``X_test`` / ``y_test`` are used as the test part. ``.csv``: comma-separated, one header row,
@@ -44,10 +48,18 @@ The cache root is ``$MLPSEARCH_CACHE`` or ``~/.cache/mlpsearch``: downloads go t
 prepared once into ``<cache>/prepared/<name>-<key>/`` (``X_train.npy``, ``y_train.npy``,
 ``X_val.npy``, ``y_val.npy``, ``X_test.npy``, ``y_test.npy``, ``meta.json``), where ``key`` hashes
 the source files' path, size and mtime, ``val_fraction``, ``seed``, ``scale`` and
-``label_column``. The folder is written under a temporary name and renamed, so concurrent
-workers never see half of it, and every later call returns read-only memory maps of it: worker
-processes share the same page-cache pages instead of each holding a copy. All returned arrays
-are read-only.
+``label_column``. One worker builds it (a ``flock`` on ``.<name>-<key>.lock`` makes the others
+wait) under a temporary name and renames it, so concurrent workers never see half of it; every
+call then returns read-only memory maps of it, and worker processes share the same page-cache
+pages instead of each holding a copy. A changed source file gets a new key; old folders are not
+deleted automatically (about 220 MB each for the MNIST family). All returned arrays are
+read-only.
+
+Environment
+-----------
+``MLPSEARCH_CACHE`` (cache root), ``MLPSEARCH_DATA`` (root of ``<name>/`` folders of IDX
+files), ``MLPSEARCH_OFFLINE`` (any value: never download), ``MLPSEARCH_MIRROR`` (base URL
+replacing the public mirrors, see ``engine.download``).
 """
 
 from __future__ import annotations
@@ -59,6 +71,7 @@ import shutil
 import tempfile
 import warnings
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -66,6 +79,11 @@ from pathlib import Path
 import numpy as np
 
 from engine import download
+
+try:
+    import fcntl
+except ImportError:  # Windows: no build lock (see _build_lock)
+    fcntl = None
 from engine.idx import DataError, read_image_label_pair
 
 __all__ = ["DataError", "Dataset", "load_dataset", "stratified_split", "cache_root", "NAMES"]
@@ -281,12 +299,46 @@ def _finish(read, val_fraction, seed, scale, identity, slug) -> Dataset:
     if (len(raw.y_rest) + len(raw.y_test)) * raw.X_rest.shape[1] * 4 <= LARGE_BYTES:
         return _materialize(raw, val_fraction, seed, scale, _in_memory)
     try:
-        prepared.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{prepared.name}.", dir=prepared.parent))
-        tmp.chmod(0o755)  # mkdtemp's 0700 would hide the folder from other users' workers
-    except OSError:  # read-only cache: still usable, just not shared
+        with _build_lock(prepared) as locked:
+            if not (prepared / "meta.json").is_file():  # another worker may have built it
+                _write_prepared(raw, prepared, val_fraction, seed, scale, locked)
+    except OSError:  # read-only or full cache: still usable, just not shared
         return _materialize(raw, val_fraction, seed, scale, _in_memory)
+    return _load_prepared(prepared)
+
+
+@contextmanager
+def _build_lock(prepared: Path):
+    """Hold an exclusive lock on ``.<prepared>.lock`` (POSIX) so one worker builds at a time.
+
+    Yields whether the lock is held. Without ``fcntl`` (Windows) or when locking fails (some
+    network file systems), workers build in parallel and the atomic rename picks one result.
+    """
+    prepared.parent.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        yield False
+        return
+    with open(prepared.parent / f".{prepared.name}.lock", "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX)
+        except OSError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _write_prepared(raw: _Raw, prepared: Path, val_fraction, seed, scale, locked) -> None:
+    """Build the prepared folder under a temporary name, then rename it into place."""
+    if locked:  # nobody else is building: temporary folders left here are from crashes
+        for stale in prepared.parent.glob(f".{prepared.name}.*"):
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{prepared.name}.", dir=prepared.parent))
     try:
+        tmp.chmod(0o755)  # mkdtemp's 0700 would hide the folder from other users' workers
 
         def alloc(part, shape, dtype):
             return np.lib.format.open_memmap(tmp / f"{part}.npy", "w+", dtype, shape)
@@ -305,7 +357,6 @@ def _finish(read, val_fraction, seed, scale, identity, slug) -> Dataset:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return _load_prepared(prepared)
 
 
 def _load_prepared(folder: Path) -> Dataset:

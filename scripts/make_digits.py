@@ -7,9 +7,10 @@ Run once, from the repository root, after ``pip install scikit-learn``::
 scikit-learn is needed only here; the engine reads the ``.npz`` with numpy alone.
 
 The data are the 1,797 8x8 images of scikit-learn's ``load_digits``: the test part of the
-UCI "Optical Recognition of Handwritten Digits" data set (E. Alpaydin and C. Kaynak, 1998),
-where each pixel counts the set bits of a 4x4 block of a 32x32 bitmap, so values are integers
-0..16. They are stored as uint8 in a compressed ``.npz`` with two arrays:
+UCI "Optical Recognition of Handwritten Digits" data set (E. Alpaydin and C. Kaynak, 1998;
+UCI Machine Learning Repository, https://doi.org/10.24432/C50P49, licensed CC BY 4.0), where
+each pixel counts the set pixels of a 4x4 block of a 32x32 bitmap, so values are integers 0..16.
+They are stored as uint8 in a compressed ``.npz`` with two arrays:
 
 - ``X``: uint8, shape (1797, 64), row-major 8x8 images, values 0..16.
 - ``y``: uint8, shape (1797,), digit labels 0..9.

@@ -3,6 +3,7 @@
 import dataclasses
 import gzip
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -238,9 +239,11 @@ def test_label_out_of_range_in_folder(tmp_path):
 # --- the prepared cache ------------------------------------------------------------------------
 
 
-def prepared_dirs():
+def prepared_dirs(hidden=False):
+    """Prepared folders (or, with hidden=True, temporary folders left behind)."""
     root = Path(os.environ["MLPSEARCH_CACHE"]) / "prepared"
-    return sorted(root.iterdir()) if root.exists() else []
+    found = sorted(p for p in root.iterdir() if p.is_dir()) if root.exists() else []
+    return [p for p in found if p.name.startswith(".") == hidden]
 
 
 def test_large_data_is_prepared_once_and_memory_mapped(tmp_path, monkeypatch):
@@ -306,8 +309,21 @@ def test_concurrent_workers_build_one_complete_folder(tmp_path):
     assert all(p.returncode == 0 for p in procs)
     assert all(out == outputs[0] for out in outputs)
     assert outputs[0][:3] == ["2400", "600", "500"]
-    (folder,) = prepared_dirs()  # no leftover temporary folders
-    assert not folder.name.startswith(".")
+    assert len(prepared_dirs()) == 1
+    assert prepared_dirs(hidden=True) == []  # no leftover temporary folders
+
+
+def test_crashed_build_leftovers_are_removed(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "LARGE_BYTES", 0)
+    write_mnist_like(tmp_path / "d")
+    load_dataset("mnist", data_dir=tmp_path / "d")
+    (folder,) = prepared_dirs()
+    shutil.rmtree(folder)
+    stale = folder.parent / f".{folder.name}.crashed"
+    (stale / "X_train.npy").parent.mkdir()
+    (stale / "X_train.npy").write_bytes(b"half")
+    load_dataset("mnist", data_dir=tmp_path / "d")
+    assert prepared_dirs() == [folder] and prepared_dirs(hidden=True) == []
 
 
 # --- real files --------------------------------------------------------------------------------
