@@ -199,6 +199,8 @@ def load_dataset(
         raise DataError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction!r}")
     if scale not in SCALES:
         raise DataError(f"scale must be one of {', '.join(SCALES)}; got {scale!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise DataError(f"seed must be a non-negative integer, got {seed!r}")
     val_fraction, seed = float(val_fraction), int(seed)
 
     key = str(name_or_path)

@@ -248,3 +248,9 @@ def test_bad_val_fraction(fraction):
 def test_bad_scale():
     with pytest.raises(DataError, match="scale must be one of unit, standard, none; got 'minmax'"):
         load_dataset("digits", scale="minmax")
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "0", None, True])
+def test_bad_seed(seed):
+    with pytest.raises(DataError, match="seed must be a non-negative integer"):
+        load_dataset("digits", seed=seed)
