@@ -66,35 +66,43 @@ class FusedSoftmaxCE:
         self.capacity = capacity
         self.n_classes = n_classes
         self._rowbase = np.arange(capacity, dtype=np.intp) * n_classes  # flat index of row start
-        self._flat = np.empty(capacity, dtype=np.intp)
-        self._argmax = np.empty(capacity, dtype=np.intp)
-        self._wrong = np.empty(capacity, dtype=bool)
-        self._m = np.empty(capacity, dtype=dtype)
-        self._s = np.empty(capacity, dtype=dtype)
-        self._zy = np.empty(capacity, dtype=dtype)
+        self._ones = np.ones(n_classes, dtype=dtype)
+        self._bufs = (
+            self._rowbase,
+            np.empty(capacity, dtype=np.intp),  # flat indices
+            np.empty(capacity, dtype=np.intp),  # arg-max per row
+            np.empty(capacity, dtype=bool),  # misclassified rows
+            np.empty(capacity, dtype=dtype),  # row maxima
+            np.empty(capacity, dtype=dtype),  # row sums of exp
+            np.empty(capacity, dtype=dtype),  # shifted target logits, then their p
+            np.empty(capacity, dtype=dtype),  # grad_scale / row sum
+        )
+        self._views: dict[int, tuple] = {capacity: self._bufs}
 
     def __call__(self, logits: np.ndarray, y: np.ndarray, grad_scale: float) -> tuple[float, int]:
         """logits: (b, classes) C-contiguous, overwritten by the gradient; y: (b,) int labels."""
         b = logits.shape[0]
-        flat, amax, wrong = self._flat[:b], self._argmax[:b], self._wrong[:b]
-        m, s, zy = self._m[:b], self._s[:b], self._zy[:b]
+        views = self._views.get(b)
+        if views is None:
+            views = self._views[b] = tuple(buf[:b] for buf in self._bufs)
+        rowbase, flat, amax, wrong, m, s, zy, r = views
         lf = logits.reshape(-1)  # a view: logits is contiguous
 
         np.argmax(logits, axis=1, out=amax)
         np.not_equal(amax, y, out=wrong)
         errors = int(np.count_nonzero(wrong))
-        np.add(self._rowbase[:b], amax, out=flat)
+        np.add(rowbase, amax, out=flat)
         np.take(lf, flat, out=m)  # row maxima, read at the arg-max (cheaper than a max-reduce)
-        np.subtract(logits, m[:, None], out=logits)  # shift: max of every row is now 0
-        np.add(self._rowbase[:b], y, out=flat)
+        np.subtract(logits, m[:, None], out=logits)  # shift: the max of every row is now 0
+        np.add(rowbase, y, out=flat)
         np.take(lf, flat, out=zy)  # shifted z_y
         np.exp(logits, out=logits)
-        np.sum(logits, axis=1, out=s)
-        np.divide(logits, s[:, None], out=logits)  # p = softmax
+        np.matmul(logits, self._ones, out=s)  # row sums (a matrix-vector product is fastest)
+        np.divide(grad_scale, s, out=r)
+        np.multiply(logits, r[:, None], out=logits)  # p * grad_scale
         np.log(s, out=s)
         loss_sum = float(s.sum(dtype=np.float64)) - float(zy.sum(dtype=np.float64))
         np.take(lf, flat, out=zy)
-        zy -= 1
-        np.put(lf, flat, zy)  # p - y
-        logits *= grad_scale
+        zy -= grad_scale
+        np.put(lf, flat, zy)  # (p - y) * grad_scale
         return loss_sum, errors

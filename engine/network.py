@@ -55,6 +55,7 @@ class _Workspace:
         self.h: list[np.ndarray] = []  # dropout outputs (lazily, only when dropout is used)
         self.mask: list[np.ndarray] = []  # dropout masks, 0 or 1 / (1 - p)
         self.logits = np.empty((capacity, sizes[-1]), dtype=dt)
+        self.logits_work = np.empty((capacity, sizes[-1]), dtype=dt)
         self.ones = np.ones(capacity, dtype=dt)
         self.loss = FusedSoftmaxCE(capacity, sizes[-1], dt)
         self._views: dict[int, _Workspace] = {}
@@ -72,7 +73,7 @@ class _Workspace:
         if view is None or len(view.h) != len(self.h):
             view = object.__new__(_Workspace)
             view.capacity = b
-            for name in ("x", "y", "logits", "ones"):
+            for name in ("x", "y", "logits", "logits_work", "ones"):
                 setattr(view, name, getattr(self, name)[:b])
             for name in ("z", "a", "g", "work", "h", "mask"):
                 setattr(view, name, [arr[:b] for arr in getattr(self, name)])
@@ -232,10 +233,13 @@ class MLP:
         inp = x
         last = len(self.weights) - 1
         for i, act in enumerate(self._acts):
-            z, a = ws.z[i], ws.a[i]
+            z, a, work = ws.z[i], ws.a[i], ws.work[i]
             np.matmul(inp, self.weights[i], out=z)  # (b, fan_in) @ (fan_in, fan_out)
-            np.add(z, self.biases[i], out=z)
-            act.forward(z, out=a, work=ws.work[i])
+            # z += bias, as a broadcast copy and a same-shape add: numpy's broadcasting add
+            # would allocate a scratch buffer on every call, this pair runs as fast without.
+            np.copyto(work, self.biases[i])
+            np.add(z, work, out=z)
+            act.forward(z, out=a, work=work)
             if dropout > 0.0:
                 # Inverted dropout: keep with probability 1 - p and scale by 1 / (1 - p), so the
                 # expected activation is unchanged and evaluation needs no rescaling.
@@ -248,7 +252,8 @@ class MLP:
             else:
                 inp = a
         np.matmul(inp, self.weights[last], out=ws.logits)  # (b, fan_in) @ (fan_in, classes)
-        np.add(ws.logits, self.biases[last], out=ws.logits)
+        np.copyto(ws.logits_work, self.biases[last])
+        np.add(ws.logits, ws.logits_work, out=ws.logits)
         return ws.logits
 
     def _forward_backward(
@@ -260,13 +265,20 @@ class MLP:
         weight_decay: float = 0.0,
         dropout: float = 0.0,
         rng: np.random.Generator | None = None,
+        scale: float = 1.0,
     ) -> tuple[float, int]:
-        """One forward and backward pass; gradients land in ``self.grads`` (views: weight_grads,
-        bias_grads). Returns the summed cross-entropy over the b rows (no L2 term) and the number
-        of misclassified rows. ``ws`` must have exactly b rows."""
+        """One forward and backward pass.
+
+        The gradient of ``scale * (mean cross-entropy + weight_decay / 2 * sum W**2)`` lands in
+        ``self.grads`` (views: ``weight_grads``, ``bias_grads``). Training passes the learning
+        rate as ``scale`` for the SGD family: every gradient is linear in the logit gradient, so
+        scaling that small (b, classes) array saves the optimizer a pass over all parameters.
+        Returns the summed cross-entropy over the b rows (no L2 term) and the number of
+        misclassified rows. ``ws`` must have exactly b rows.
+        """
         b = x.shape[0]
         logits = self._forward_ws(ws, x, dropout, rng)
-        loss_sum, errors = ws.loss(logits, y, 1.0 / b)  # logits now hold dL/dlogits
+        loss_sum, errors = ws.loss(logits, y, scale / b)  # logits now hold scale * dL/dlogits
         dz = logits
         ones = ws.ones
         for i in range(len(self.weights) - 1, -1, -1):
@@ -287,7 +299,7 @@ class MLP:
             if self._decay_tmp is None:
                 self._decay_tmp = np.empty(self.n_weights, dtype=self.dtype)
             tmp = self._decay_tmp
-            np.multiply(self.params[: self.n_weights], weight_decay, out=tmp)
+            np.multiply(self.params[: self.n_weights], weight_decay * scale, out=tmp)
             np.add(self.grads[: self.n_weights], tmp, out=self.grads[: self.n_weights])
         return loss_sum, errors
 

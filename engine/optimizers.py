@@ -50,20 +50,28 @@ class Momentum(Optimizer):
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
         self.velocity = [np.zeros_like(p) for p in self.params] if self.momentum else []
+        self._nesterov_tmp = [np.empty_like(p) for p in self.params] if self.nesterov else []
 
     def step(self, grads: list[np.ndarray], lr: float) -> None:
+        for tmp, g in zip(self._tmp, grads, strict=True):
+            np.multiply(g, lr, out=tmp)
+        self.step_prescaled(self._tmp)
+
+    def step_prescaled(self, scaled_grads: list[np.ndarray]) -> None:
+        """The same update given ``lr * g`` instead of ``g`` (the training loop gets gradients
+        already multiplied by the learning rate, see ``MLP._forward_backward``). Three passes
+        over the parameters for momentum: v *= mu; v -= lr g; w += v."""
         mu = self.momentum
-        for i, (p, g) in enumerate(zip(self.params, grads, strict=True)):
-            tmp = self._tmp[i]
-            np.multiply(g, lr, out=tmp)  # lr * g
+        for i, (p, lg) in enumerate(zip(self.params, scaled_grads, strict=True)):
             if not mu:
-                np.subtract(p, tmp, out=p)
+                np.subtract(p, lg, out=p)
                 continue
             v = self.velocity[i]
             np.multiply(v, mu, out=v)
-            np.subtract(v, tmp, out=v)  # v = mu v - lr g
+            np.subtract(v, lg, out=v)  # v = mu v - lr g
             if self.nesterov:
-                np.subtract(p, tmp, out=p)  # w -= lr g ...
+                np.subtract(p, lg, out=p)  # w -= lr g ...
+                tmp = self._nesterov_tmp[i]
                 np.multiply(v, mu, out=tmp)
                 np.add(p, tmp, out=p)  # ... w += mu v
             else:

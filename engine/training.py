@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.network import MLP
-from engine.optimizers import OPTIMIZERS, SCHEDULES, make_optimizer
+from engine.optimizers import OPTIMIZERS, SCHEDULES, Momentum, make_optimizer
 
-__all__ = ["Diverged", "EpochRecord", "History", "TrainConfig", "train"]
+__all__ = ["Diverged", "EpochRecord", "History", "TrainConfig", "Trainer", "train"]
 
 
 def _is_int(v) -> bool:
@@ -212,6 +212,93 @@ def _check_data(model: MLP, X, y, what: str) -> tuple[np.ndarray, np.ndarray]:
     return X, y.astype(np.intp, copy=False)
 
 
+class Trainer:
+    """Minibatch training of one model on one training set, one epoch at a time.
+
+    ``train`` drives it; the benchmark calls ``run_epoch`` directly to time the training pass
+    alone. Everything the batch loop needs is set up here, once.
+    """
+
+    def __init__(self, model: MLP, X_train: np.ndarray, y_train: np.ndarray, config: TrainConfig):
+        self.model = model
+        self.config = cfg = config
+        self.X, self.y = _check_data(model, X_train, y_train, "train")
+        n = self.X.shape[0]
+        self.batch_size = min(cfg.batch_size, n)
+        order, drop = np.random.SeedSequence(cfg.seed).spawn(2)
+        self.order_rng = np.random.default_rng(order)  # minibatch order
+        self.dropout_rng = np.random.default_rng(drop)  # dropout masks
+        self.perm = np.arange(n, dtype=np.intp)
+        self.optimizer = make_optimizer(
+            cfg.optimizer,
+            [model.params],
+            momentum=cfg.momentum,
+            beta1=cfg.beta1,
+            beta2=cfg.beta2,
+            eps=cfg.eps,
+        )
+        # The SGD family takes gradients already multiplied by the learning rate (one pass fewer).
+        self.prescaled = isinstance(self.optimizer, Momentum)
+        self.ws = model._workspace(self.batch_size)
+        if cfg.dropout:
+            self.ws.ensure_dropout()
+        self.tail = self.ws.rows(n % self.batch_size) if n % self.batch_size else None
+        self.last_finite_loss: float | None = None
+        self._limit = math.inf
+
+    def learning_rate(self, epoch: int) -> float:
+        """The scheduled learning rate of a 1-based epoch."""
+        cfg = self.config
+        return SCHEDULES[cfg.schedule](
+            cfg.learning_rate, epoch, epochs=cfg.epochs, step_size=cfg.step_size, gamma=cfg.gamma
+        )
+
+    def run_epoch(self, epoch: int) -> tuple[float, float, float]:
+        """One pass over the training set in a fresh random order.
+
+        Returns (mean minibatch cross-entropy, fraction of misclassified rows, learning rate),
+        both averages taken over the epoch's minibatches as they were trained.
+        Raises Diverged on a non-finite or exploding minibatch loss.
+        """
+        cfg, model = self.config, self.model
+        X, y, perm, ws, tail = self.X, self.y, self.perm, self.ws, self.tail
+        n, bs = X.shape[0], self.batch_size
+        lr = self.learning_rate(epoch)
+        scale = lr if self.prescaled else 1.0
+        grads = [model.grads]
+        step = self.optimizer.step_prescaled if self.prescaled else self.optimizer.step
+        fb = model._forward_backward
+        wd, p, rng = cfg.weight_decay, cfg.dropout, self.dropout_rng
+        limit = self._limit
+        self.order_rng.shuffle(perm)
+        loss_total, errors = 0.0, 0
+        # Overflow and invalid-value warnings are expected once training diverges; divergence is
+        # reported by the Diverged exception below instead.
+        with np.errstate(over="ignore", invalid="ignore"):
+            for s in range(0, n, bs):
+                idx = perm[s : s + bs]
+                v = ws if idx.shape[0] == bs else tail
+                # mode="clip": the indices are valid by construction, and the default "raise"
+                # would copy every minibatch through a temporary buffer.
+                np.take(X, idx, axis=0, out=v.x, mode="clip")
+                np.take(y, idx, out=v.y, mode="clip")
+                loss_sum, err = fb(v, v.x, v.y, weight_decay=wd, dropout=p, rng=rng, scale=scale)
+                loss = loss_sum / idx.shape[0]
+                if not loss <= limit:  # also catches NaN
+                    raise Diverged(epoch, self.last_finite_loss, loss)
+                if limit == math.inf:
+                    limit = cfg.max_loss_factor * max(loss, math.log(model.layer_sizes[-1]))
+                    self._limit = limit
+                self.last_finite_loss = loss
+                loss_total += loss_sum
+                errors += err
+                if self.prescaled:
+                    step(grads)
+                else:
+                    step(grads, lr)
+        return loss_total / n, errors / n, lr
+
+
 def train(
     model: MLP,
     X_train: np.ndarray,
@@ -238,68 +325,21 @@ def train(
     Diverged
         on a non-finite or exploding loss, with the epoch and the last finite loss.
     """
-    X_train, y_train = _check_data(model, X_train, y_train, "train")
+    trainer = Trainer(model, X_train, y_train, config)
     X_val, y_val = _check_data(model, X_val, y_val, "val")
-    cfg = config
-    n = X_train.shape[0]
-    bs = min(cfg.batch_size, n)
-    order_rng, drop_rng = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(cfg.seed).spawn(2)
-    )
-    perm = np.arange(n, dtype=np.intp)
-    opt = make_optimizer(
-        cfg.optimizer,
-        [model.params],
-        momentum=cfg.momentum,
-        beta1=cfg.beta1,
-        beta2=cfg.beta2,
-        eps=cfg.eps,
-    )
-    grads = [model.grads]
-    ws = model._workspace(bs)
-    if cfg.dropout:
-        ws.ensure_dropout()
-    tail = ws.rows(n % bs) if n % bs else None
-    schedule = SCHEDULES[cfg.schedule]
-    fb = model._forward_backward
-    wd, p = cfg.weight_decay, cfg.dropout
-
     history = History()
-    last_finite: float | None = None
-    limit = math.inf
     best_error, since_best = math.inf, 0
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(1, config.epochs + 1):
         t0 = time.perf_counter()
-        lr = schedule(
-            cfg.learning_rate, epoch, epochs=cfg.epochs, step_size=cfg.step_size, gamma=cfg.gamma
-        )
-        order_rng.shuffle(perm)
-        loss_total, errors = 0.0, 0
-        # Overflow and invalid-value warnings are expected once training diverges; divergence is
-        # reported by the Diverged exception below instead.
+        train_loss, train_error, lr = trainer.run_epoch(epoch)
         with np.errstate(over="ignore", invalid="ignore"):
-            for s in range(0, n, bs):
-                idx = perm[s : s + bs]
-                v = ws if idx.shape[0] == bs else tail
-                np.take(X_train, idx, axis=0, out=v.x)
-                np.take(y_train, idx, out=v.y)
-                loss_sum, err = fb(v, v.x, v.y, weight_decay=wd, dropout=p, rng=drop_rng)
-                loss = loss_sum / idx.shape[0]
-                if not loss <= limit:  # also catches NaN
-                    raise Diverged(epoch, last_finite, loss)
-                if limit == math.inf:
-                    limit = cfg.max_loss_factor * max(loss, math.log(model.layer_sizes[-1]))
-                last_finite = loss
-                loss_total += loss_sum
-                errors += err
-                opt.step(grads, lr)
             val_loss, val_error, dead = model.evaluate(X_val, y_val)
         if not math.isfinite(val_loss):
-            raise Diverged(epoch, last_finite, val_loss)
+            raise Diverged(epoch, trainer.last_finite_loss, val_loss)
         record = EpochRecord(
             epoch=epoch,
-            train_loss=loss_total / n,
-            train_error=errors / n,
+            train_loss=train_loss,
+            train_error=train_error,
             val_loss=val_loss,
             val_error=val_error,
             seconds=time.perf_counter() - t0,
@@ -314,7 +354,7 @@ def train(
             best_error, since_best = val_error, 0
         else:
             since_best += 1
-            if cfg.patience is not None and since_best >= cfg.patience:
+            if config.patience is not None and since_best >= config.patience:
                 history.stop_reason = "early_stopping"
                 break
     return history
