@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from engine import data
 from engine.data import DataError, load_dataset
 
 
@@ -254,3 +255,19 @@ def test_bad_scale():
 def test_bad_seed(seed):
     with pytest.raises(DataError, match="seed must be a non-negative integer"):
         load_dataset("digits", seed=seed)
+
+
+def test_large_user_files_are_prepared_and_memory_mapped(tmp_path, monkeypatch):
+    X, y = make_xy(n=120)
+    npz = save_npz(tmp_path / "big.npz", X=X, y=y)
+    csv = save_csv(tmp_path / "big.csv", csv_text(n=120))
+    in_memory = [load_dataset(npz), load_dataset(csv)]
+    monkeypatch.setattr(data, "LARGE_BYTES", 0)
+    for path, expected in zip((npz, csv), in_memory, strict=True):
+        ds = load_dataset(path)
+        assert isinstance(ds.X_train, np.memmap) and ds.name == "big"
+        assert ds.classes == expected.classes
+        for part in ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test"):
+            np.testing.assert_array_equal(getattr(ds, part), getattr(expected, part))
+    with pytest.raises(DataError, match="no column named 'target'"):  # label_column is in the key
+        load_dataset(csv, label_column="target")
