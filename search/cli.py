@@ -114,7 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Other modules add their subcommands here: each entry takes the subparsers object.
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+def _results_commands(sub: argparse._SubParsersAction) -> None:
+    from search.results_cli import register  # report, compare, rerun
+
+    register(sub)
+
+
+_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_results_commands]
 
 
 def find_experiment(name: str) -> Path:

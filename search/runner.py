@@ -63,6 +63,7 @@ def run_study(
     resume_hint: str = "",
 ) -> RunResult:
     """Run ``exp`` until its ``n_trials`` slots are finished; resumes an existing study."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # we say what matters ourselves
     folder = results / exp.study.name
     _make_folder(folder)
     url = storage_url or exp.study.storage or default_url(results, exp.study.name)

@@ -15,9 +15,11 @@ Optuna's own heartbeat, with the same callback.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import socket
+import sys
 import threading
 import time
 import warnings
@@ -81,21 +83,78 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
 
 
 def open_journal(path: Path) -> JournalStorage:
+    """The journal file at ``path``, created if missing, repaired if its last write was cut."""
     if path.exists() and not path.is_file():
         raise ConfigError(f"journal {path}: exists and is not a file")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if not os.access(path.parent, os.W_OK):
             raise PermissionError(f"folder {path.parent} is not writable")
-        storage = JournalStorage(JournalFileBackend(str(path)))
+        lock = FlockLock(str(path))
+        with lock:
+            _cut_partial_record(path)
+        storage = JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
     except (OSError, PermissionError) as err:
         raise ConfigError(f"journal {path}: cannot open for writing: {err}") from None
     except (ValueError, UnicodeDecodeError) as err:
-        raise ConfigError(
-            f"journal {path}: damaged ({err}); a truncated last line can be removed by hand "
-            "(every line before it is a complete record)"
-        ) from None
+        raise ConfigError(f"journal {path}: damaged ({err}); not opened") from None
     return storage
+
+
+class FlockLock:
+    """An ``fcntl.flock`` lock beside the journal: the kernel releases it when its holder dies.
+
+    Optuna's own file locks are files that a process killed while holding them leaves behind,
+    stalling every other worker for their grace period (30 s).
+    """
+
+    def __init__(self, journal: str) -> None:
+        self._path = journal + ".flock"
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def __enter__(self) -> FlockLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _cut_partial_record(path: Path) -> None:
+    """Set aside a last line that a killed writer left without its newline.
+
+    Such a record was never completed (its writer never returned), so no finished trial is in
+    it; but anything appended after it would be unreadable. The fragment is kept beside the
+    journal and a warning names it.
+    """
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return
+        data = f.seek(0) or f.read()
+        keep = data.rfind(b"\n") + 1
+        aside = path.with_name(f"{path.name}.partial-{int(time.time())}")
+        aside.write_bytes(data[keep:])
+        f.truncate(keep)
+    print(
+        f"mlpsearch: warning: journal {path}: its last record was cut short (a writer was "
+        f"killed); set it aside in {aside.name}",
+        file=sys.stderr,
+    )
 
 
 # --- who runs a trial, and is it still alive -------------------------------------------------
@@ -132,8 +191,8 @@ class Heartbeat:
         self.storage, self.trial_id = storage, trial_id
         self._stop = threading.Event()
         self._last = 0.0
+        self.beat()  # before the identity: a trial with an identity always has a heartbeat
         storage.set_trial_system_attr(trial_id, WORKER_KEY, worker_identity())
-        self.beat()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -168,7 +227,7 @@ def fail_stale(
     now = time.time()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         identity = trial.system_attrs.get(WORKER_KEY)
-        beat = trial.system_attrs.get(BEAT_KEY, 0.0)
+        beat = trial.system_attrs.get(BEAT_KEY, now)
         if identity is None:  # claimed, and its worker not yet known
             started = trial.datetime_start.timestamp() if trial.datetime_start else now
             if now - started <= grace:
