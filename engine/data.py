@@ -73,6 +73,7 @@ import warnings
 import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from importlib import resources
 from pathlib import Path
 
@@ -195,7 +196,11 @@ def load_dataset(
     DataError
         Unknown name, bad argument, missing, damaged or invalid data; one line.
     """
-    if isinstance(val_fraction, bool) or not 0.0 < float(val_fraction) < 1.0:
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, int | float | np.number):
+        val_fraction_ok = False
+    else:
+        val_fraction_ok = 0.0 < float(val_fraction) < 1.0
+    if not val_fraction_ok:
         raise DataError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction!r}")
     if scale not in SCALES:
         raise DataError(f"scale must be one of {', '.join(SCALES)}; got {scale!r}")
@@ -210,17 +215,14 @@ def load_dataset(
             return _materialize(_read_digits(), val_fraction, seed, scale, _in_memory)
         files, folder = _locate_idx(name, data_dir)
         identity = [_file_identity(files[role]) for role in _IDX_ROLES]
-        read = lambda: _read_idx_set(name, files, folder)  # noqa: E731
+        read = partial(_read_idx_set, name, files, folder)
         return _finish(read, val_fraction, seed, scale, identity, name)
 
     path = _resolve_user_path(name_or_path, data_dir)
     suffix = path.suffix.lower()
     identity = [_file_identity(path), label_column if suffix == ".csv" else None]
-    if suffix == ".npz":
-        return _finish(lambda: _read_npz(path), val_fraction, seed, scale, identity, path.stem)
-    return _finish(
-        lambda: _read_csv(path, label_column), val_fraction, seed, scale, identity, path.stem
-    )
+    read = partial(_read_npz, path) if suffix == ".npz" else partial(_read_csv, path, label_column)
+    return _finish(read, val_fraction, seed, scale, identity, path.stem)
 
 
 def cache_root() -> Path:

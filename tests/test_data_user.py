@@ -240,7 +240,7 @@ def test_relative_path_found_in_data_dir(tmp_path, monkeypatch):
     assert load_dataset("mine.npz", data_dir=tmp_path).n_features == 5
 
 
-@pytest.mark.parametrize("fraction", [0, 1, -0.1, 1.5, True, float("nan")])
+@pytest.mark.parametrize("fraction", [0, 1, -0.1, 1.5, True, float("nan"), "0.2", None])
 def test_bad_val_fraction(fraction):
     with pytest.raises(DataError, match="val_fraction"):
         load_dataset("digits", val_fraction=fraction)
