@@ -1,0 +1,133 @@
+"""``mlpsearch compare``: a few trials' learning curves side by side, and how they differ."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+from optuna.trial import FrozenTrial
+
+from search.config import ConfigError
+from search.plots import _style, curves_figure, save
+
+
+@dataclass(frozen=True)
+class Comparison:
+    figure: Path
+    differ: pd.DataFrame  # parameter -> one column per trial, only rows that differ
+    same: dict[str, Any]  # parameters equal in every trial
+    results: pd.DataFrame  # errors, epochs, time: one column per trial
+
+
+def compare(
+    study: optuna.Study,
+    numbers: Sequence[int],
+    folder: Path,
+    echo: Callable[[str], None] = print,
+) -> Comparison:
+    """Draw ``plots/compare_<n1>_<n2>_....png`` and print the parameters that differ."""
+    trials = pick_trials(study, numbers)
+    label = ", ".join(str(t.number) for t in trials)
+    path = folder / "plots" / f"compare_{'_'.join(str(t.number) for t in trials)}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _style():
+        save(
+            curves_figure(
+                trials,
+                f"{study.study_name}: trials {label} side by side",
+                ncols=min(4, len(trials)),
+            ),
+            path,
+        )
+
+    columns = [f"trial {t.number}" for t in trials]
+    settings = [settings_of(t) for t in trials]
+    keys = [k for k in settings[0] if all(k in s for s in settings)]
+    keys += sorted({k for s in settings for k in s} - set(keys))
+    differ = {
+        k: [_text(s[k]) if k in s else "-" for s in settings]
+        for k in keys
+        if len({_key(s.get(k)) for s in settings}) > 1
+    }
+    same = {k: settings[0][k] for k in keys if k not in differ}
+    differ_frame = pd.DataFrame(differ, index=columns).T
+    results = pd.DataFrame({c: results_of(t) for c, t in zip(columns, trials, strict=True)})
+
+    if len(trials) > 1:
+        echo(f"parameters that differ between trials {label}:")
+        echo(differ_frame.to_string() if not differ_frame.empty else "  (none)")
+        echo("same in all: " + ", ".join(f"{k} {_text(v)}" for k, v in same.items()))
+    else:
+        echo(f"trial {label}: " + ", ".join(f"{k} {_text(v)}" for k, v in same.items()))
+    echo("\nresults:")
+    echo(results.to_string())
+    echo(f"\nlearning curves: {path}")
+    return Comparison(path, differ_frame, same, results)
+
+
+def pick_trials(study: optuna.Study, numbers: Sequence[int]) -> list[FrozenTrial]:
+    """The trials numbered ``numbers`` (duplicates dropped), each with a learning curve."""
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    chosen: list[FrozenTrial] = []
+    for n in dict.fromkeys(numbers):
+        if n not in by_number:
+            known = f"0 to {max(by_number)}" if by_number else "none"
+            raise ConfigError(
+                f"trial {n} is not in study {study.study_name!r} (its trials: {known})"
+            )
+        t = by_number[n]
+        if not t.user_attrs.get("curve_val_error"):
+            raise ConfigError(
+                f"trial {n} has no learning curve to compare (state {t.state.name.lower()})"
+            )
+        chosen.append(t)
+    return chosen
+
+
+def settings_of(t: FrozenTrial) -> dict[str, Any]:
+    """Everything that defines how a trial trained, flat and in a readable order."""
+    config = t.user_attrs.get("config") or {}
+    model, train = dict(config.get("model", {})), dict(config.get("train", {}))
+    sizes = model.pop("layer_sizes", [])
+    out: dict[str, Any] = {
+        "hidden layers": max(len(sizes) - 2, 0),
+        "units": "-".join(str(u) for u in sizes[1:-1]),
+    }
+    for k, v in model.items():
+        if k not in ("seed", "dtype"):
+            out[k] = v
+    for k, v in train.items():
+        if k != "seed":
+            out[k] = v
+    out["seed"] = t.user_attrs.get("seed")
+    return out
+
+
+def results_of(t: FrozenTrial) -> dict[str, str]:
+    a = t.user_attrs
+
+    def pct(key: str) -> str:
+        v = a.get(key)
+        return "" if v is None else f"{v:.2%}"
+
+    return {
+        "state": t.state.name.lower(),
+        "best val error": pct("best_val_error"),
+        "train error then": pct("best_train_error"),
+        "best epoch": str(a.get("best_epoch", "")),
+        "epochs run": str(a.get("epochs", "")),
+        "final val error": pct("val_error"),
+        "seconds": f"{a.get('seconds') or 0.0:.1f}",
+    }
+
+
+def _key(v: Any) -> str:
+    return repr(v)
+
+
+def _text(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)

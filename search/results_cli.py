@@ -1,0 +1,219 @@
+"""The result commands of ``mlpsearch``: ``report``, ``compare`` and ``rerun``.
+
+Each names its study either as a results folder (``results/<study>``, holding the study's
+``journal.log`` and ``experiment.toml``) or as ``--storage URL --study NAME``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tomllib
+from pathlib import Path
+from typing import Any
+
+STUDY_HELP = (
+    "the study: its results folder (e.g. results/digits_random, or just digits_random), "
+    "or leave it out and give --storage URL --study NAME"
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``report``, ``compare`` and ``rerun`` to the ``mlpsearch`` subcommands."""
+    report = sub.add_parser(
+        "report",
+        help="write a study's trials.csv, plots and report.html; print the best trials",
+        description="Write trials.csv (one row per trial), plots/*.png and a self-contained "
+        "report.html into the study's results folder, and print the best trials. Running it "
+        "twice gives identical files.",
+    )
+    report.add_argument("study", nargs="?", metavar="STUDY", help=STUDY_HELP)
+    report.add_argument("--top", type=int, default=10, metavar="K", help="trials to list")
+    _storage_options(report)
+    report.set_defaults(handler=cmd_report)
+
+    compare = sub.add_parser(
+        "compare",
+        help="plot some trials' learning curves side by side; list how they differ",
+        usage="mlpsearch compare [STUDY] TRIAL [TRIAL ...] [--storage URL --study NAME]",
+        description="Draw the learning curves (train and validation error per epoch) of the "
+        "given trials side by side into plots/compare_<trials>.png, and print the "
+        "parameters in which they differ and their results.",
+    )
+    compare.add_argument(
+        "items", nargs="+", metavar="STUDY TRIAL", help=f"{STUDY_HELP}; then trial numbers"
+    )
+    _storage_options(compare)
+    compare.set_defaults(handler=cmd_compare)
+
+    rerun = sub.add_parser(
+        "rerun",
+        help="re-train the best (or a given) trial; check, test and export it",
+        description="Re-train the best trial (or --trial N) with its stored seed and check "
+        "that the validation error reproduces exactly (exit 1 if not). Saves the model and "
+        "best.toml, a standalone experiment that 'mlpsearch train best.toml' runs without the "
+        "study. BLAS is held to the thread count of the study's workers (cpu_count // n_jobs).",
+    )
+    rerun.add_argument("study", nargs="?", metavar="STUDY", help=STUDY_HELP)
+    rerun.add_argument("--trial", type=int, metavar="N", help="trial number (default: the best)")
+    rerun.add_argument(
+        "--seeds",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also train with K fresh seeds and report the mean and std of validation error",
+    )
+    rerun.add_argument(
+        "--final",
+        action="store_true",
+        help="also train on train+validation and report the test error (the only use of the "
+        "test set)",
+    )
+    _storage_options(rerun)
+    rerun.set_defaults(handler=cmd_rerun)
+
+
+def _storage_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--storage", metavar="URL", help="Optuna storage URL of the study")
+    parser.add_argument("--study", dest="study_name", metavar="NAME", help="study name")
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        default="results",
+        help="results folder where STUDY names are looked up and outputs go (default: results)",
+    )
+
+
+# --- handlers --------------------------------------------------------------------------------
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from search.config import ConfigError
+    from search.report import write_report
+
+    if args.top < 1:
+        raise ConfigError(f"--top: {args.top} must be >= 1")
+    study, folder = open_results(args.study, args.storage, args.study_name, Path(args.out))
+    write_report(study, folder, top=args.top)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from search.compare import compare
+    from search.config import ConfigError
+
+    items = list(args.items)
+    if args.study_name or args.storage:  # then a leading non-number is a results folder
+        study_arg = items.pop(0) if not _is_int(items[0]) else None
+    else:
+        study_arg = items.pop(0)
+    if not items:
+        raise ConfigError("compare: give at least one trial number after the study")
+    bad = [i for i in items if not _is_int(i)]
+    if bad:
+        raise ConfigError(f"compare: {bad[0]!r} is not a trial number")
+    study, folder = open_results(study_arg, args.storage, args.study_name, Path(args.out))
+    compare(study, [int(i) for i in items], folder)
+    return 0
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    from search.config import ConfigError
+    from search.rerun import rerun
+
+    if args.seeds < 0:
+        raise ConfigError(f"--seeds: {args.seeds} must be >= 0")
+    study, folder = open_results(args.study, args.storage, args.study_name, Path(args.out))
+    result = rerun(study, folder, trial=args.trial, seeds=args.seeds, final=args.final)
+    return 0 if result.reproduced else 1
+
+
+def _is_int(text: str) -> bool:
+    return text.lstrip("-").isdigit()
+
+
+# --- finding the study -----------------------------------------------------------------------
+
+
+def open_results(
+    study_arg: str | None, storage_url: str | None, study_name: str | None, out: Path
+) -> tuple[Any, Path]:
+    """The Optuna study and its results folder, from a folder or ``--storage``/``--study``.
+
+    Any problem raises ConfigError with one line (exit 2).
+    """
+    import optuna
+
+    from search.config import ConfigError
+    from search.storage import mask, open_storage
+
+    if storage_url:
+        if not study_name:
+            raise ConfigError("--storage needs --study NAME")
+        folder = Path(study_arg) if study_arg else out / study_name
+        url, name = storage_url, study_name
+    else:
+        if study_arg is None:
+            if not study_name:
+                raise ConfigError(
+                    "which study? give its results folder (e.g. results/NAME) or "
+                    "--storage URL --study NAME"
+                )
+            study_arg = str(out / study_name)
+        folder = _find_folder(study_arg, out)
+        name = study_name or _name_in(folder)
+        url = _url_in(folder)
+    if url.startswith("journal:") and not Path(url.removeprefix("journal:")).is_file():
+        raise ConfigError(f"no study journal at {url.removeprefix('journal:')}")
+    storage = open_storage(url)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    names = optuna.get_all_study_names(storage)
+    if name not in names:
+        held = ", ".join(sorted(names)) or "no study"
+        raise ConfigError(f"no study {name!r} in {mask(url)} (it holds: {held})")
+    return optuna.load_study(study_name=name, storage=storage), folder
+
+
+def _find_folder(study_arg: str, out: Path) -> Path:
+    from search.config import ConfigError
+
+    folder = Path(study_arg)
+    if folder.is_dir():
+        return folder
+    if (out / study_arg).is_dir():
+        return out / study_arg
+    raise ConfigError(
+        f"study folder not found: {study_arg} (give results/NAME, a folder holding the "
+        "study's journal.log, or --storage URL --study NAME)"
+    )
+
+
+def _name_in(folder: Path) -> str:
+    """The study name in ``folder/experiment.toml``, else the folder's name."""
+    doc = _experiment_doc(folder)
+    name = doc.get("study", {}).get("name")
+    return name if isinstance(name, str) else folder.name
+
+
+def _url_in(folder: Path) -> str:
+    """The storage of the study in ``folder``: its journal, else what experiment.toml says."""
+    from search.config import ConfigError
+
+    journal = folder / "journal.log"
+    if journal.is_file():
+        return f"journal:{journal}"
+    storage = _experiment_doc(folder).get("study", {}).get("storage")
+    if isinstance(storage, str) and "***" not in storage:
+        return storage
+    raise ConfigError(
+        f"{folder} holds no journal.log"
+        + (" and its storage URL has a masked password" if storage else "")
+        + "; give --storage URL --study NAME"
+    )
+
+
+def _experiment_doc(folder: Path) -> dict:
+    path = folder / "experiment.toml"
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError):
+        return {}
