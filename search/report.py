@@ -73,13 +73,20 @@ def summary(study: optuna.Study) -> list[tuple[str, str]]:
             ("dataset", f"{d.get('dataset')} (validation fraction {d.get('val_fraction')})"),
             (
                 "search",
-                f"{s.get('sampler')} sampler, pruner {s.get('pruner')}, seed {s.get('seed')}",
+                f"{s.get('sampler')} sampler, {_pruner(s.get('pruner'))}, seed {s.get('seed')}",
             ),
             ("training", f"up to {tr.get('epochs')} epochs, patience {tr.get('patience')}"),
         ]
     facts.append(("trials", f"{len(trials)} ({states or 'none'})"))
     seconds = sum(t.user_attrs.get("seconds") or 0.0 for t in trials)
     facts.append(("training time", f"{seconds:.1f} s summed over trials"))
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    if failed:
+        reasons = [
+            f"{t.number}: {t.user_attrs.get('fail_reason', 'no reason stored')}" for t in failed
+        ]
+        more = f"; and {len(reasons) - 5} more (see trials.csv)" if len(reasons) > 5 else ""
+        facts.append(("failed trials", "; ".join(reasons[:5]) + more))
     best = _best(trials)
     if best is not None:
         a = best.user_attrs
@@ -123,6 +130,10 @@ def top_trials(study: optuna.Study, k: int = TOP) -> pd.DataFrame:
                 row[name.replace("_", " ")] = f"{value:.3g}" if isinstance(value, float) else value
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _pruner(name: str | None) -> str:
+    return "no pruning" if name in (None, "none") else f"{name} pruner"
 
 
 def _best(trials: list[FrozenTrial]) -> FrozenTrial | None:

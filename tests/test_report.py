@@ -1,0 +1,170 @@
+"""mlpsearch report and compare on a small finished study: files, plots, page, errors."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import matplotlib.image
+import optuna
+import pandas as pd
+import pytest
+from study_fixture import N_TRIALS, NAME, study_copy
+
+from search.cli import main
+from search.plots import PLOTS, write_plots
+from search.storage import open_storage
+
+REQUIRED_COLUMNS = [
+    "number",
+    "state",
+    "train_error",
+    "val_error",
+    "best_train_error",
+    "best_val_error",
+    "best_epoch",
+    "epochs",
+    "seconds",
+    "dead_fraction",
+    "seed",
+    "reason",
+]
+
+
+@pytest.fixture
+def folder(tmp_path_factory, tmp_path) -> Path:
+    return study_copy(tmp_path_factory, tmp_path)
+
+
+def load(folder: Path) -> optuna.Study:
+    storage = open_storage(f"journal:{folder / 'journal.log'}")
+    return optuna.load_study(study_name=NAME, storage=storage)
+
+
+def report_files(folder: Path) -> dict[str, bytes]:
+    paths = [folder / "trials.csv", folder / "report.html", *sorted((folder / "plots").iterdir())]
+    return {p.name: p.read_bytes() for p in paths}
+
+
+def test_csv_has_one_row_per_trial_with_every_column(folder, capsys):
+    assert main(["report", str(folder)]) == 0
+    study = load(folder)
+    frame = pd.read_csv(folder / "trials.csv")
+    assert len(frame) == len(study.trials) == N_TRIALS
+    assert list(frame["number"]) == [t.number for t in study.trials]
+    assert set(REQUIRED_COLUMNS) <= set(frame.columns)
+    params = {f"param_{p}" for t in study.trials for p in t.params}
+    assert params <= set(frame.columns)
+    for t in study.trials:
+        row = frame.loc[frame["number"] == t.number].iloc[0]
+        assert row["state"] == t.state.name
+        assert row["best_val_error"] == pytest.approx(t.user_attrs["best_val_error"], rel=1e-5)
+        assert row["seed"] == t.user_attrs["seed"]
+
+
+def test_prints_the_summary_and_the_best_trials_first(folder, capsys):
+    assert main(["report", str(folder), "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    study = load(folder)
+    ranked = sorted(study.trials, key=lambda t: (t.value, t.number))
+    assert f"study          {NAME}" in out
+    assert f"best trial     {ranked[0].number}: validation error {ranked[0].value:.2%}" in out
+    table = out.split("top 3 trials")[1].splitlines()[2:5]
+    assert [int(line.split()[0]) for line in table] == [t.number for t in ranked[:3]]
+
+
+def test_every_plot_is_written_and_not_empty(folder):
+    assert main(["report", str(folder)]) == 0
+    for stem in PLOTS:
+        path = folder / "plots" / f"{stem}.png"
+        image = matplotlib.image.imread(path)
+        assert image.shape[0] > 200 and image.shape[1] > 400, stem
+        assert image[..., :3].std() > 0.02, f"{stem}.png is blank"
+
+
+def test_html_embeds_every_plot_and_needs_no_other_file(folder):
+    assert main(["report", str(folder)]) == 0
+    page = (folder / "report.html").read_text(encoding="utf-8")
+    for stem in PLOTS:
+        data = base64.b64encode((folder / "plots" / f"{stem}.png").read_bytes()).decode()
+        assert f'src="data:image/png;base64,{data}"' in page, stem
+    assert page.count("<img ") == len(PLOTS)
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+    assert f"Study {NAME}" in page and "<table" in page
+
+
+def test_report_twice_gives_identical_files(folder):
+    assert main(["report", str(folder)]) == 0
+    first = report_files(folder)
+    assert main(["report", str(folder)]) == 0
+    assert report_files(folder) == first
+
+
+def test_storage_and_study_options_name_the_same_study(folder, tmp_path):
+    url = f"journal:{folder / 'journal.log'}"
+    out = tmp_path / "elsewhere"
+    assert main(["report", "--storage", url, "--study", NAME, "--out", str(out)]) == 0
+    assert (out / NAME / "report.html").is_file()
+    assert (out / NAME / "trials.csv").read_bytes() == (folder / "trials.csv").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["report", "no/such/folder"], "study folder not found: no/such/folder"),
+        (["report"], "which study?"),
+        (
+            ["report", "--storage", "journal:/nonexistent/j.log", "--study", "x"],
+            "no study journal",
+        ),
+    ],
+)
+def test_unknown_study_is_a_one_line_error(args, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mlpsearch: error: ") and message in err
+    assert err.count("\n") == 1
+
+
+def test_wrong_study_name_in_a_storage_lists_the_names_it_holds(folder, capsys):
+    url = f"journal:{folder / 'journal.log'}"
+    assert main(["report", "--storage", url, "--study", "nope"]) == 2
+    assert f"no study 'nope' in {url} (it holds: {NAME})" in capsys.readouterr().err
+
+
+def test_plots_of_a_study_without_trials_say_so(tmp_path):
+    study = optuna.create_study(study_name="empty")
+    paths = write_plots(study, tmp_path / "plots")
+    assert [p.stem for p in paths] == list(PLOTS)
+    assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_compare_draws_the_curves_and_lists_what_differs(folder, capsys):
+    study = load(folder)
+    a, b, c = (t.number for t in study.trials[:3])
+    assert main(["compare", str(folder), str(a), str(b), str(c)]) == 0
+    out = capsys.readouterr().out
+    figure = folder / "plots" / f"compare_{a}_{b}_{c}.png"
+    assert matplotlib.image.imread(figure)[..., :3].std() > 0.02
+    differ = out.split("parameters that differ")[1].split("same in all")[0]
+    assert "learning_rate" in differ and "seed" in differ  # searched, so they differ
+    assert "epochs" not in differ.split("results")[0]  # fixed in the experiment
+    assert f"trial {a}" in out and "best val error" in out
+
+
+def test_compare_with_storage_options(folder, capsys):
+    url = f"journal:{folder / 'journal.log'}"
+    assert (
+        main(["compare", "--storage", url, "--study", NAME, "--out", str(folder.parent), "1"]) == 0
+    )
+    assert (folder / "plots" / "compare_1.png").is_file()
+
+
+def test_compare_unknown_trial_is_a_one_line_error(folder, capsys):
+    assert main(["compare", str(folder), "0", "99"]) == 2
+    err = capsys.readouterr().err
+    expected = f"mlpsearch: error: trial 99 is not in study '{NAME}' (its trials: 0 to 5)\n"
+    assert err == expected
+    assert main(["compare", str(folder), "zero"]) == 2
+    assert "'zero' is not a trial number" in capsys.readouterr().err
