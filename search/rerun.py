@@ -59,17 +59,21 @@ def rerun(
     trial: int | None = None,
     seeds: int = 0,
     final: bool = False,
+    threads: int | None = None,
     echo: Callable[[str], None] = print,
     warn: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
 ) -> RerunResult:
-    """Re-train trial ``trial`` (default: the best) of ``study``; see the module docstring."""
+    """Re-train trial ``trial`` (default: the best) of ``study``; see the module docstring.
+
+    ``threads``: BLAS threads (default: those of the worker that ran the trial).
+    """
     from threadpoolctl import threadpool_limits
 
     t = pick_trial(study, trial)
     exp = study_experiment(study, folder)
     config = t.user_attrs["config"]
     stored = t.user_attrs["best_val_error"]
-    threads = blas_threads(t, exp)
+    threads = threads or blas_threads(t, exp)
     data = load_data(exp)
     best = _best_number(study) == t.number
     stem = "best" if best else f"trial_{t.number}"
@@ -77,8 +81,8 @@ def rerun(
     echo(
         f"trial {t.number} of {study.study_name} ({describe(t)}): stored validation error "
         f"{stored:.4%} at epoch {t.user_attrs.get('best_epoch')}; re-training with seed "
-        f"{config['train']['seed']} and {threads} BLAS thread(s) per process (the study's "
-        f"workers had cpu_count {os.cpu_count()} // n_jobs {exp.study.n_jobs})"
+        f"{config['train']['seed']} and {threads} BLAS thread(s) (the study's workers had "
+        f"cpu_count {os.cpu_count()} // n_jobs {exp.study.n_jobs}; --threads changes it)"
     )
     with threadpool_limits(limits=threads):
         started = time.perf_counter()

@@ -68,6 +68,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also train on train+validation and report the test error (the only use of the "
         "test set)",
     )
+    rerun.add_argument(
+        "--threads",
+        type=int,
+        metavar="T",
+        help="BLAS threads (default: as the study's workers, cpu_count // n_jobs)",
+    )
     _storage_options(rerun)
     rerun.set_defaults(handler=cmd_rerun)
 
@@ -122,8 +128,12 @@ def cmd_rerun(args: argparse.Namespace) -> int:
 
     if args.seeds < 0:
         raise ConfigError(f"--seeds: {args.seeds} must be >= 0")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads: {args.threads} must be >= 1")
     study, folder = open_results(args.study, args.storage, args.study_name, Path(args.out))
-    result = rerun(study, folder, trial=args.trial, seeds=args.seeds, final=args.final)
+    result = rerun(
+        study, folder, trial=args.trial, seeds=args.seeds, final=args.final, threads=args.threads
+    )
     return 0 if result.reproduced else 1
 
 

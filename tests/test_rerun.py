@@ -143,6 +143,7 @@ def test_final_trains_on_train_and_validation_and_reports_the_test_error(folder)
     [
         (["--trial", "99"], "trial 99 is not in study 'tiny' (its trials: 0 to 5)"),
         (["--seeds", "-1"], "--seeds: -1 must be >= 0"),
+        (["--threads", "0"], "--threads: 0 must be >= 1"),
     ],
 )
 def test_bad_rerun_arguments_are_one_line_errors(folder, capsys, args, message):
