@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 from joblib.externals.loky import get_reusable_executor
@@ -22,6 +23,7 @@ from joblib.externals.loky.process_executor import BrokenProcessPool
 from optuna.trial import FrozenTrial, TrialState
 
 from engine import Diverged
+from engine.data import Dataset
 from search import space
 from search.config import ConfigError, Experiment
 from search.data import load_data
@@ -35,7 +37,6 @@ from search.storage import (
     mask,
     open_storage,
 )
-from search.tables import write_trials_csv
 
 MAX_RESTARTS = 3  # worker pools rebuilt after a worker died, per run
 
@@ -67,38 +68,47 @@ def run_study(
     folder = results / exp.study.name
     _make_folder(folder)
     url = storage_url or exp.study.storage or default_url(results, exp.study.name)
-    data = load_data(exp)  # bad data stops us before any study exists
-    storage = open_storage(url)
-    study = open_study(exp, storage)
-    (folder / "experiment.toml").write_text(
-        exp.replace_study(storage=mask(url)).to_toml(), encoding="utf-8"
-    )
-    n_trials = _plan(exp, study, storage, echo)
-    waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-    echo(
-        f"study {exp.study.name}: {exp.study.sampler} search, {n_trials} trials "
-        f"({waiting} to run) on {data.name} [{len(data.y_train)} train / {len(data.y_val)} val], "
-        f"{min(exp.study.n_jobs, max(waiting, 1))} workers; storage {mask(url)}"
-    )
-    progress = Progress(n_trials, echo=echo)
-    progress.update(study.get_trials(deepcopy=False))
+    executor = _start_workers(exp)  # they boot while we plan
+    study = progress = None
     try:
+        data = load_data(exp)  # bad data stops us before any study exists
+        storage = open_storage(url)
+        study = open_study(exp, storage)
+        (folder / "experiment.toml").write_text(
+            exp.replace_study(storage=mask(url)).to_toml(), encoding="utf-8"
+        )
+        n_trials = _plan(exp, study, storage, echo)
+        waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+        echo(
+            f"study {exp.study.name}: {exp.study.sampler} search, {n_trials} trials "
+            f"({waiting} to run) on {data.name} [{len(data.y_train)} train / "
+            f"{len(data.y_val)} val], {min(exp.study.n_jobs, max(waiting, 1))} workers; "
+            f"storage {mask(url)}"
+        )
+        progress = Progress(n_trials, echo=echo)
+        progress.update(study.get_trials(deepcopy=False))
         restarts = 0
-        while _run_workers(exp, url, study, storage, progress, waiting):
+        while _run_workers(executor, exp, url, study, storage, progress, waiting):
             restarts += 1
             if restarts > MAX_RESTARTS:
                 raise RuntimeError("workers keep dying; see the failed trials' reasons")
             requeued = fail_stale(study, storage)
             echo(f"a worker died; re-queued trial(s) {requeued}; restarting the workers")
             waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+            executor = _start_workers(exp)
     except KeyboardInterrupt:
+        if progress is None or study is None:
+            raise Interrupted("interrupted before any trial started") from None
         progress.close()
-        done = _finished(study)
         raise Interrupted(
-            f"interrupted: {done} of {n_trials} trials finished and kept; "
+            f"interrupted: {_finished(study)} of {n_trials} trials finished and kept; "
             f"resume with: {resume_hint or 'the same command'}"
         ) from None
+    finally:
+        executor.shutdown(wait=True, kill_workers=True)
     progress.close()
+    from search.tables import write_trials_csv  # pandas: only the parent needs it
+
     write_trials_csv(study, folder / "trials.csv")
     best = _best(study)
     if best is not None:
@@ -232,7 +242,22 @@ def _best(study: optuna.Study) -> FrozenTrial | None:
     return min(complete, key=lambda t: (t.value, t.number)) if complete else None
 
 
+def _start_workers(exp: Experiment):
+    """A pool of ``n_jobs`` worker processes, booting (imports, data) in the background."""
+    threads = max(1, (os.cpu_count() or 1) // exp.study.n_jobs)
+    executor = get_reusable_executor(
+        max_workers=exp.study.n_jobs,
+        env={v: str(threads) for v in _THREAD_VARS},
+        reuse=False,
+        initializer=_boot,
+        initargs=(exp,),
+    )
+    executor.submit(_boot, exp)  # start the processes now
+    return executor
+
+
 def _run_workers(
+    executor,
     exp: Experiment,
     url: str,
     study: optuna.Study,
@@ -244,9 +269,7 @@ def _run_workers(
     n_workers = min(exp.study.n_jobs, waiting)
     if n_workers == 0:
         return False
-    threads = max(1, (os.cpu_count() or 1) // n_workers)
-    blas_env = {v: str(threads) for v in _THREAD_VARS}
-    executor = get_reusable_executor(max_workers=n_workers, env=blas_env, reuse=False)
+    threads = max(1, (os.cpu_count() or 1) // exp.study.n_jobs)
     pending = {executor.submit(worker, exp, url, threads) for _ in range(n_workers)}
     try:
         while pending:
@@ -281,6 +304,17 @@ _THREAD_VARS = (
 
 # --- the worker ------------------------------------------------------------------------------
 
+_booted: dict[str, Any] = {}
+
+
+def _boot(exp: Experiment) -> Dataset:
+    """Once per worker process: quiet Optuna, load (memory-map) the experiment's data."""
+    key = repr(exp.data)
+    if key not in _booted:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        _booted[key] = load_data(exp)
+    return _booted[key]
+
 
 def worker(exp: Experiment, url: str, threads: int) -> int:
     """Claim and run WAITING trials until none is left; how many it ran.
@@ -290,9 +324,8 @@ def worker(exp: Experiment, url: str, threads: int) -> int:
     """
     from threadpoolctl import threadpool_limits
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     with threadpool_limits(limits=threads):
-        data = load_data(exp)
+        data = _boot(exp)
         storage = open_storage(url)
         study = optuna.load_study(
             study_name=exp.study.name,
