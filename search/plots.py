@@ -311,7 +311,7 @@ def dead_units_figure(trials: Sequence[FrozenTrial], name: str) -> Figure:
         x = [t.user_attrs["config"][section][key] for t in family]
         ax.scatter(x, dead, c=colors, s=26, edgecolors="none")
         if log:
-            _log_axis(ax)
+            _log_axis(ax, min(x), max(x))
         ax.set_xlabel(label)
         ax.set_ylabel("dead units (largest fraction in a layer)")
         ax.tick_params(labelleft=True)
@@ -541,17 +541,24 @@ def _error_ticks(top: float) -> list[float]:
 
 
 def _param_axis(ax: Any, dist: Any) -> None:
-    """The x axis of one hyperparameter: log where its range is, whole numbers for integers."""
+    """The x axis of one hyperparameter: its whole search range (so that one sees where in it
+    the good trials lie), log where the range is, whole numbers for integers."""
     if dist.log:
-        _log_axis(ax)
-    elif isinstance(dist, IntDistribution):
+        _log_axis(ax, dist.low, dist.high)
+        ax.set_xlim(dist.low / 1.15, dist.high * 1.15)
+        return
+    margin = 0.04 * (dist.high - dist.low)
+    ax.set_xlim(dist.low - margin, dist.high + margin)
+    if isinstance(dist, IntDistribution):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def _log_axis(ax: Any) -> None:
-    """A log x axis labelled 0.01, 0.02, 0.05, ... instead of 10^-2, 2x10^-2 (which overlap)."""
+def _log_axis(ax: Any, low: float, high: float) -> None:
+    """A log x axis labelled 0.01, 0.02, 0.05, ... instead of 10^-2, 2x10^-2 (which overlap);
+    only powers of ten over more than two decades."""
     ax.set_xscale("log")
-    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    wide = high > 100 * low
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0,) if wide else (1.0, 2.0, 5.0)))
     ax.xaxis.set_minor_locator(LogLocator(subs="all"))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
