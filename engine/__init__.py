@@ -1,13 +1,13 @@
 """mlpsearch engine: a verified, fast multi-layer perceptron in numpy (numpy + stdlib only)."""
 
-from engine.activations import ACTIVATIONS, Activation
+from engine.activations import ACTIVATIONS, Activation, get_activation
 from engine.data import DataError, Dataset, load_dataset
 from engine.gradcheck import gradcheck
-from engine.initializers import INITIALIZERS
+from engine.initializers import INITIALIZERS, get_initializer
 from engine.losses import softmax_cross_entropy
 from engine.network import MLP
 from engine.optimizers import OPTIMIZERS, SCHEDULES, Optimizer, make_optimizer
-from engine.training import Diverged, EpochRecord, History, TrainConfig, train
+from engine.training import Diverged, EpochRecord, History, TrainConfig, Trainer, train
 
 __all__ = [
     "ACTIVATIONS",
@@ -23,6 +23,9 @@ __all__ = [
     "History",
     "Optimizer",
     "TrainConfig",
+    "Trainer",
+    "get_activation",
+    "get_initializer",
     "gradcheck",
     "load_dataset",
     "make_optimizer",

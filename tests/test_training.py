@@ -264,7 +264,7 @@ def test_real_digits_matches_sklearn():
             batch_size=32,
             learning_rate=0.05,
             momentum=0.9,
-            weight_decay=1e-4,
+            weight_decay=1e-4 / 32,  # scikit-learn divides alpha by the batch size
             seed=seed,
         )
         h = train(model, ds.X_train, ds.y_train, ds.X_val, ds.y_val, cfg)
