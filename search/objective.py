@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import socket
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 import optuna
 
+import engine
 from engine import MLP, Diverged, EpochRecord, TrainConfig, train
 from engine.data import Dataset
 from search.config import Experiment
@@ -25,6 +29,7 @@ class Objective:
 
     def __init__(self, exp: Experiment, data: Dataset) -> None:
         self.exp, self.data = exp, data
+        self.blas_threads = blas_threads()  # the worker's limit, set before it built us
 
     def __call__(self, trial: optuna.Trial, heartbeat: Any = None) -> float:
         seed = trial.user_attrs.get("seed")
@@ -36,6 +41,8 @@ class Objective:
         trial.set_user_attr("config", config)
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
+        trial.set_user_attr("blas_threads", self.blas_threads)
+        trial.set_user_attr("engine", engine_fingerprint())
 
         records: list[EpochRecord] = []
         started = time.perf_counter()
@@ -107,3 +114,20 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list):
         return [_finite(v) for v in value]
     return value
+
+
+def blas_threads() -> int:
+    """The BLAS thread count in force: bitwise reproduction needs the same one."""
+    from threadpoolctl import threadpool_info
+
+    counts = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
+    return max(counts, default=1)
+
+
+@functools.cache
+def engine_fingerprint() -> str:
+    """A short hash of the engine's source: a re-run on another engine may differ."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(engine.__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]

@@ -35,6 +35,7 @@ from engine import MLP, EpochRecord, History, TrainConfig, train
 from engine.data import Dataset
 from search.config import ConfigError, Experiment, dumps_toml, parse_experiment
 from search.data import load_data
+from search.objective import engine_fingerprint
 from search.plots import describe
 from search.single import fixed_config
 
@@ -207,13 +208,19 @@ def _not_reproduced(t: FrozenTrial, history: History, stored: float) -> str:
         min(len(old), len(new)) + 1,
     )
     bar = "!" * 78
+    ran_on, now = t.user_attrs.get("engine"), engine_fingerprint()
+    engine_note = (
+        f"!!! The engine's code has changed since the trial ran ({ran_on} -> {now}).\n"
+        if ran_on and ran_on != now
+        else ""
+    )
     return (
         f"{bar}\n!!! NOT REPRODUCED: trial {t.number} stored validation error {stored!r}, "
         f"the re-run got {history.best_val_error!r}\n!!! the curves part at epoch {first} "
         f"({len(old)} epochs stored, {len(new)} re-run). Same seed and config, so something\n"
         "!!! else changed since the trial ran: the engine's code, the BLAS thread count, the\n"
         f"!!! numpy/BLAS build or the CPU (the trial ran on host {t.user_attrs.get('host')}).\n"
-        f"{bar}"
+        f"{engine_note}{bar}"
     )
 
 
