@@ -317,3 +317,23 @@ def test_import_engine_loads_no_search_dependencies():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == ""
+
+
+def test_registries_hold_the_contract_names():
+    """The search samples these names; every entry is then covered by the contract tests
+    (activations, initializers, optimizers, schedules), which iterate over the registries."""
+    from engine import OPTIMIZERS, SCHEDULES
+
+    assert set(ACTIVATIONS) == {
+        "relu",
+        "leaky_relu",
+        "elu",
+        "tanh",
+        "sigmoid",
+        "softplus",
+        "gelu",
+        "identity",
+    }
+    assert set(INITIALIZERS) == {"he", "glorot", "lecun"}
+    assert set(OPTIMIZERS) == {"sgd", "momentum", "nesterov", "adam"}
+    assert set(SCHEDULES) == {"constant", "step", "cosine"}
