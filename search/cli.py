@@ -1,7 +1,9 @@
 """The ``mlpsearch`` command.
 
-Exit codes: 0 success, 1 a check failed, 2 bad input (one line, no traceback),
-130 interrupted (finished trials are kept; run the same command again to resume).
+Exit codes: 0 success, 1 a check failed or the run could not go on (disk full, database
+gone; one line, finished trials are kept), 2 bad input (one line, no traceback, nothing
+written), 130 interrupted (finished trials are kept; run the same command again to resume).
+Storage passwords are masked in every message.
 """
 
 from __future__ import annotations
@@ -43,15 +45,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _fail(err: Exception) -> int:
     from engine.data import DataError
     from search.config import ConfigError
-    from search.runner import Interrupted
+    from search.runner import Interrupted, RunError
+    from search.storage import mask
 
+    message = mask(" ".join(str(err).split()))  # one line, whatever the message held
     if isinstance(err, Interrupted):
-        print(f"\nmlpsearch: {err}", file=sys.stderr)
+        print(f"\nmlpsearch: {message}", file=sys.stderr)
         return 130
     if isinstance(err, UsageError | ConfigError | DataError):
-        message = " ".join(str(err).split())  # one line, whatever the message held
         print(f"mlpsearch: error: {message}", file=sys.stderr)
         return 2
+    if isinstance(err, RunError):
+        print(f"mlpsearch: error: {message}", file=sys.stderr)
+        return 1
     raise err
 
 
@@ -84,6 +90,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", metavar="DIR", default="results", help="results folder (default: results)"
     )
     run.set_defaults(handler=cmd_run)
+
+    join = sub.add_parser(
+        "worker",
+        help="join an existing study (e.g. on another machine) and run its waiting trials",
+        description="Join a study that 'mlpsearch run EXPERIMENT --storage URL' created, with "
+        "the experiment stored in it, and run its waiting trials until none waits or runs "
+        "anywhere (taking over those of workers that died). Start one per machine.",
+    )
+    join.add_argument("--storage", metavar="URL", required=True, help="Optuna storage URL")
+    join.add_argument("--study", metavar="NAME", required=True, help="study name")
+    join.add_argument(
+        "--jobs", type=int, metavar="J", help="worker processes (default: the study's)"
+    )
+    join.set_defaults(handler=cmd_worker)
 
     train = sub.add_parser(
         "train",
@@ -155,6 +175,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     hint = "mlpsearch " + " ".join(mask(a) for a in sys.argv[1:])
     run_study(exp, Path(args.out), storage_url=args.storage, resume_hint=hint)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from search.runner import join_study
+    from search.storage import mask
+
+    jobs = _checked_int(args.jobs, "--jobs", 1)
+    if jobs is not None and jobs > 64:
+        raise UsageError(f"--jobs: {jobs} is out of range; allowed: 1 to 64")
+    hint = "mlpsearch " + " ".join(mask(a) for a in sys.argv[1:])
+    join_study(args.storage, args.study, jobs, resume_hint=hint)
     return 0
 
 

@@ -6,11 +6,20 @@ re-queues the trials of dead workers, and enqueues one WAITING trial per missing
 training seed. Workers (joblib's loky processes) only claim WAITING trials, train and tell, so
 a study never runs more than ``n_trials`` trials and its configurations do not depend on how
 many workers ran them. The parent watches the storage to show progress.
+
+Several machines share one study through one storage (PostgreSQL): each runs ``mlpsearch run``
+with the same experiment, or ``mlpsearch worker``, which only joins. Planning happens under a
+lock (:func:`search.storage.planning_lock`), so parents started together enqueue each slot
+once; workers stay until no trial is waiting or running anywhere, so that they take over the
+trials of a machine that died.
 """
 
 from __future__ import annotations
 
 import os
+import time
+import tomllib
+import traceback
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, wait
 from dataclasses import dataclass
@@ -25,7 +34,7 @@ from optuna.trial import FrozenTrial, TrialState
 from engine import Diverged
 from engine.data import Dataset
 from search import space
-from search.config import ConfigError, Experiment
+from search.config import ConfigError, Experiment, parse_experiment
 from search.data import load_data
 from search.objective import Objective
 from search.progress import Progress
@@ -36,13 +45,19 @@ from search.storage import (
     fail_stale,
     mask,
     open_storage,
+    planning_lock,
 )
 
 MAX_RESTARTS = 3  # worker pools rebuilt after a worker died, per run
+IDLE_POLL_SECONDS = 1.0  # how often an idle worker looks for re-queued trials
 
 
 class Interrupted(Exception):
     """Ctrl-C: finished trials are kept; the message says how to resume."""
+
+
+class RunError(Exception):
+    """The run cannot go on (disk full, database gone); finished trials are kept. One line."""
 
 
 @dataclass(frozen=True)
@@ -63,53 +78,41 @@ def run_study(
     echo: Callable[[str], None] = print,
     resume_hint: str = "",
 ) -> RunResult:
-    """Run ``exp`` until its ``n_trials`` slots are finished; resumes an existing study."""
+    """Run ``exp`` until its ``n_trials`` slots are finished; resumes an existing study.
+
+    Bad input (data, storage URL, results folder, a different experiment under the same
+    name) raises ConfigError or DataError before anything is written.
+    """
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # we say what matters ourselves
     folder = results / exp.study.name
-    _make_folder(folder)
+    check_folder(folder)
     url = storage_url or exp.study.storage or default_url(results, exp.study.name)
+    hint = resume_hint or "the same command"
     executor = _start_workers(exp)  # they boot while we plan
-    study = progress = None
+    study = None
     try:
         data = load_data(exp)  # bad data stops us before any study exists
         storage = open_storage(url)
-        study = open_study(exp, storage)
-        (folder / "experiment.toml").write_text(
-            exp.replace_study(storage=mask(url)).to_toml(), encoding="utf-8"
-        )
-        n_trials = _plan(exp, study, storage, echo)
-        waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+        with planning_lock(storage, exp.study.name):
+            study = open_study(exp, storage)
+            _make_folder(folder)
+            _write_atomic(
+                folder / "experiment.toml", exp.replace_study(storage=mask(url)).to_toml()
+            )
+            n_trials = _plan(exp, study, storage, echo)
+        waiting, running = _queue(study)
         echo(
             f"study {exp.study.name}: {exp.study.sampler} search, {n_trials} trials "
-            f"({waiting} to run) on {data.name} [{len(data.y_train)} train / "
-            f"{len(data.y_val)} val], {min(exp.study.n_jobs, max(waiting, 1))} workers; "
-            f"storage {mask(url)}"
+            f"({waiting} to run{f', {running} running elsewhere' if running else ''}) on "
+            f"{data.name} [{len(data.y_train)} train / {len(data.y_val)} val], "
+            f"{_n_workers(exp.study.n_jobs, waiting, running)} workers; storage {mask(url)}"
         )
-        progress = Progress(n_trials, echo=echo)
-        progress.update(study.get_trials(deepcopy=False))
-        restarts = 0
-        while _run_workers(executor, exp, url, study, storage, progress, waiting):
-            restarts += 1
-            if restarts > MAX_RESTARTS:
-                raise RuntimeError("workers keep dying; see the failed trials' reasons")
-            requeued = fail_stale(study, storage)
-            echo(f"a worker died; re-queued trial(s) {requeued}; restarting the workers")
-            waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-            executor = _start_workers(exp)
-    except KeyboardInterrupt:
-        if progress is None or study is None:
-            raise Interrupted("interrupted before any trial started") from None
-        progress.close()
-        raise Interrupted(
-            f"interrupted: {_finished(study)} of {n_trials} trials finished and kept; "
-            f"resume with: {resume_hint or 'the same command'}"
-        ) from None
+        _work(executor, exp, url, study, storage, n_trials, echo, hint)
+        write_table(study, folder)
+    except OSError as err:
+        raise RunError(_stopped(err, study, url, hint)) from None
     finally:
         executor.shutdown(wait=True, kill_workers=True)
-    progress.close()
-    from search.tables import write_trials_csv  # pandas: only the parent needs it
-
-    write_trials_csv(study, folder / "trials.csv")
     best = _best(study)
     if best is not None:
         echo(
@@ -120,16 +123,169 @@ def run_study(
     return RunResult(study, folder, _finished(study), best)
 
 
-def open_study(exp: Experiment, storage: optuna.storages.BaseStorage) -> optuna.Study:
-    """Create the study, or load it after checking it was made from the same experiment."""
-    study = optuna.create_study(
-        study_name=exp.study.name,
+def join_study(
+    storage_url: str,
+    study_name: str,
+    n_jobs: int | None = None,
+    echo: Callable[[str], None] = print,
+    resume_hint: str = "",
+) -> int:
+    """Run the waiting trials of an existing study (``mlpsearch worker``); how many ran here.
+
+    The experiment comes from the study itself (stored by the ``run`` that created it), so
+    every machine trains the same way; its data must be reachable under the same name here.
+    """
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(storage_url)
+    names = optuna.get_all_study_names(storage)
+    if study_name not in names:
+        held = ", ".join(sorted(names)) or "no study"
+        raise ConfigError(
+            f"--study: no study {study_name!r} in {mask(storage_url)} (it holds: {held}); "
+            "create it with mlpsearch run EXPERIMENT --storage URL"
+        )
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    exp = stored_experiment(study)
+    if n_jobs is not None:
+        exp = exp.replace_study(n_jobs=n_jobs)
+    hint = resume_hint or "the same command"
+    load_data(exp)  # the data must be here too; DataError (one line) if not
+    study = optuna.load_study(
+        study_name=study_name,
         storage=storage,
-        direction="minimize",
         sampler=make_sampler(exp),
         pruner=make_pruner(exp),
-        load_if_exists=True,
     )
+    n_trials = max(exp.study.n_trials, max(_slots(study), default=-1) + 1)
+    waiting, running = _queue(study)
+    echo(
+        f"joined study {study_name}: {_finished(study)} of {n_trials} trials finished, "
+        f"{waiting} waiting, {running} running; "
+        f"{_n_workers(exp.study.n_jobs, waiting, running)} workers; "
+        f"storage {mask(storage_url)}"
+    )
+    executor = _start_workers(exp)
+    try:
+        ran = _work(executor, exp, storage_url, study, storage, n_trials, echo, hint)
+    except OSError as err:
+        raise RunError(_stopped(err, study, storage_url, hint)) from None
+    finally:
+        executor.shutdown(wait=True, kill_workers=True)
+    echo(f"study {study_name}: {_finished(study)} of {n_trials} trials finished; {ran} ran here")
+    return ran
+
+
+def stored_experiment(study: optuna.Study) -> Experiment:
+    """The experiment a study was created from (its ``experiment_toml`` user attribute)."""
+    text = study.user_attrs.get("experiment_toml")
+    if not isinstance(text, str):
+        raise ConfigError(
+            f"study {study.study_name!r} holds no experiment (it was not created by "
+            "mlpsearch run); nothing to join"
+        )
+    try:
+        return parse_experiment(tomllib.loads(text), source=f"study {study.study_name}")
+    except (tomllib.TOMLDecodeError, ConfigError) as err:
+        raise ConfigError(f"study {study.study_name!r}: its stored experiment: {err}") from None
+
+
+def _work(
+    executor,
+    exp: Experiment,
+    url: str,
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    n_trials: int,
+    echo: Callable[[str], None],
+    hint: str,
+) -> int:
+    """Run worker processes until no trial waits or runs; restart them if one is killed."""
+    progress = Progress(n_trials, echo=echo)
+    progress.update(study.get_trials(deepcopy=False))
+    restarts = ran = 0
+    try:
+        while True:
+            died, count = _run_workers(executor, exp, url, study, storage, progress)
+            ran += count
+            if not died:
+                break
+            restarts += 1
+            if restarts > MAX_RESTARTS:
+                raise RunError("workers keep dying; see the failed trials' reasons")
+            requeued = fail_stale(study, storage)
+            echo(f"a worker died; re-queued trial(s) {requeued}; restarting the workers")
+            executor.shutdown(wait=True, kill_workers=True)
+            executor = _start_workers(exp)
+    except KeyboardInterrupt:
+        progress.close()
+        raise Interrupted(
+            f"interrupted: {_finished(study)} of {n_trials} trials finished and kept; "
+            f"resume with: {hint}"
+        ) from None
+    finally:
+        progress.close()
+        if restarts:
+            executor.shutdown(wait=True, kill_workers=True)
+    return ran
+
+
+def write_table(study: optuna.Study, folder: Path) -> None:
+    """``folder/trials.csv``; a failed write leaves no partial file (OSError raised)."""
+    from search.tables import write_trials_csv  # pandas: only the parent needs it
+
+    try:
+        write_trials_csv(study, folder / "trials.csv")
+    except OSError:
+        (folder / "trials.csv.tmp").unlink(missing_ok=True)
+        raise
+
+
+def _stopped(err: OSError, study: optuna.Study | None, url: str, hint: str) -> str:
+    """One line for an OSError that stopped a run (disk full, folder gone or read-only)."""
+    where = err.filename or mask(url)
+    kept = ""
+    if study is not None:
+        try:
+            kept = f"{_finished(study)} finished trials are kept in {mask(url)}; "
+        except Exception:  # the storage itself is unreachable; it was intact when last written
+            kept = f"finished trials are kept in {mask(url)}; "
+    return (
+        f"cannot write {where}: {err.strerror or err}; {kept}"
+        f"fix it (e.g. free disk space) and resume with: {hint}"
+    )
+
+
+def _queue(study: optuna.Study) -> tuple[int, int]:
+    """How many trials are waiting and how many are running."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+    waiting = sum(1 for t in trials if t.state == TrialState.WAITING)
+    return waiting, len(trials) - waiting
+
+
+def _n_workers(n_jobs: int, waiting: int, running: int) -> int:
+    """Worker processes to start: one per waiting trial, and one to watch trials elsewhere."""
+    return min(n_jobs, max(waiting, 1 if running else 0))
+
+
+def open_study(exp: Experiment, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    """Create the study, or load it after checking it was made from the same experiment.
+
+    An existing study is only read here: a refused resume leaves it byte for byte as it was
+    (the journal's ``create_study`` would append a record even when the study exists).
+    """
+    name = exp.study.name
+    sampler, pruner = make_sampler(exp), make_pruner(exp)
+    if name in optuna.get_all_study_names(storage):
+        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+    else:
+        study = optuna.create_study(
+            study_name=name,
+            storage=storage,
+            direction="minimize",
+            sampler=sampler,
+            pruner=pruner,
+            load_if_exists=True,
+        )
     stored = study.user_attrs.get("experiment")
     mine = _identity(exp)
     if stored is None:
@@ -138,7 +294,7 @@ def open_study(exp: Experiment, storage: optuna.storages.BaseStorage) -> optuna.
     elif stored != mine:
         changed = sorted(k for k in {*stored, *mine} if stored.get(k) != mine.get(k))
         raise ConfigError(
-            f"study {exp.study.name!r} already exists with a different experiment "
+            f"study {name!r} already exists with a different experiment "
             f"({', '.join(changed)} changed); use --study NAME for a new study"
         )
     return study
@@ -173,6 +329,17 @@ def make_pruner(exp: Experiment) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
+def check_folder(folder: Path) -> None:
+    """Refuse a results folder that cannot be made or written, without creating anything."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"results folder {folder}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"results folder {folder}: {existing} is not writable")
+
+
 def _make_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -181,6 +348,17 @@ def _make_folder(folder: Path) -> None:
         probe.unlink()
     except OSError as err:
         raise ConfigError(f"results folder {folder}: not writable ({err.strerror})") from None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all (a full disk leaves the old file, or none)."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _plan(
@@ -213,6 +391,12 @@ def _plan(
         seed = space.slot_seed(exp.study.seed, slot)
         study.enqueue_trial(params, user_attrs={"slot": slot, "seed": seed})
     return max(n_trials, max(taken, default=-1) + 1)
+
+
+def _slots(study: optuna.Study) -> set[int]:
+    return {
+        t.user_attrs["slot"] for t in study.get_trials(deepcopy=False) if "slot" in t.user_attrs
+    }
 
 
 def _taken_slots(study: optuna.Study) -> set[int]:
@@ -263,34 +447,37 @@ def _run_workers(
     study: optuna.Study,
     storage: optuna.storages.BaseStorage,
     progress: Progress,
-    waiting: int,
-) -> bool:
-    """Run the workers until the queue is empty; True if one died (the caller restarts)."""
-    n_workers = min(exp.study.n_jobs, waiting)
+) -> tuple[bool, int]:
+    """Run the workers until no trial waits or runs: (whether one died, trials they ran)."""
+    n_workers = _n_workers(exp.study.n_jobs, *_queue(study))
     if n_workers == 0:
-        return False
+        return False, 0
     threads = max(1, (os.cpu_count() or 1) // exp.study.n_jobs)
     pending = {executor.submit(worker, exp, url, threads) for _ in range(n_workers)}
+    ran = 0
     try:
         while pending:
             done, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
             progress.update(study.get_trials(deepcopy=False))
             for future in done:
-                future.result()  # a worker's own exception is a bug: let it surface
+                ran += future.result()  # a worker's own exception: OSError or a bug
     except BrokenProcessPool:  # a worker was killed: its trial is re-queued
         _stop(executor, study, storage)
-        return True
-    except BaseException:  # Ctrl-C, or a bug: stop everything, keep what finished
+        return True, ran
+    except BaseException:  # Ctrl-C, a full disk, or a bug: stop everything, keep what finished
         _stop(executor, study, storage)
         raise
     progress.update(study.get_trials(deepcopy=False))
-    return False
+    return False, ran
 
 
 def _stop(executor, study: optuna.Study, storage: optuna.storages.BaseStorage) -> None:
     """Kill the workers, then fail and re-queue the trials they were running."""
     executor.shutdown(wait=True, kill_workers=True)
-    fail_stale(study, storage)
+    try:
+        fail_stale(study, storage)
+    except OSError:
+        pass  # a full disk: the next run re-queues them (their workers are dead)
 
 
 _THREAD_VARS = (
@@ -317,10 +504,11 @@ def _boot(exp: Experiment) -> Dataset:
 
 
 def worker(exp: Experiment, url: str, threads: int) -> int:
-    """Claim and run WAITING trials until none is left; how many it ran.
+    """Claim and run WAITING trials until none waits or runs anywhere; how many it ran.
 
     Runs in a worker process; BLAS is held to ``threads`` threads so that the workers share
-    the cores instead of oversubscribing them.
+    the cores instead of oversubscribing them. While other processes (here or on other
+    machines) still run trials, it waits, so that it can take over those of a worker that dies.
     """
     from threadpoolctl import threadpool_limits
 
@@ -338,10 +526,13 @@ def worker(exp: Experiment, url: str, threads: int) -> int:
         while True:
             fail_stale(study, storage)
             trial_id = claim_waiting(study, storage)
-            if trial_id is None:
+            if trial_id is not None:
+                run_trial(study, storage, objective, trial_id)
+                ran += 1
+            elif study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                time.sleep(IDLE_POLL_SECONDS)
+            else:
                 return ran
-            run_trial(study, storage, objective, trial_id)
-            ran += 1
 
 
 def run_trial(
@@ -358,8 +549,11 @@ def run_trial(
     except optuna.TrialPruned:
         heartbeat.stop()
         study.tell(trial, state=TrialState.PRUNED)
-    except (Diverged, Exception):
+    except (Diverged, Exception) as err:  # the trial's own failure; the study goes on
         heartbeat.stop()
+        if "fail_reason" not in trial.user_attrs:  # raised before the objective could say
+            trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}")
+            trial.set_user_attr("traceback", traceback.format_exc())
         study.tell(trial, state=TrialState.FAIL)
     else:
         heartbeat.stop()

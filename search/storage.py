@@ -15,7 +15,10 @@ Optuna's own heartbeat, with the same callback.
 
 from __future__ import annotations
 
+import copy
 import fcntl
+import hashlib
+import json
 import os
 import re
 import socket
@@ -23,7 +26,10 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -47,9 +53,18 @@ def default_url(results: Path, study: str) -> str:
     return f"journal:{results / study / 'journal.log'}"
 
 
-def mask(url: str) -> str:
-    """``url`` with its password replaced by ``***``, for anything printed or written."""
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+# user:password@ of a URL: the password runs to the token's last "@" (unencoded "@" or "/" in a
+# password must not leak either); and password=... in a query string (psycopg2 accepts both)
+_USERINFO = re.compile(r"([A-Za-z][\w+.-]*://[^\s:/@]*:)\S*@")
+_QUERY_PASSWORD = re.compile(r"\b(password|passwd|pwd)=[^&\s'\"]*", re.IGNORECASE)
+
+
+def mask(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``***``.
+
+    For anything printed or written: messages, experiment.toml, progress lines, resume hints.
+    """
+    return _QUERY_PASSWORD.sub(r"\1=***", _USERINFO.sub(r"\1***@", text))
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:
@@ -63,13 +78,15 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             "postgresql+psycopg2://user:password@host/db, sqlite:///file.db or journal:PATH"
         )
     try:
-        return RDBStorage(
-            url,
-            engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
-            heartbeat_interval=HEARTBEAT_SECONDS,
-            grace_period=GRACE_SECONDS,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
-        )
+        # two processes creating the tables of a fresh database at once collide; take turns
+        with _schema_lock(url):
+            return RDBStorage(
+                url,
+                engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
+                heartbeat_interval=HEARTBEAT_SECONDS,
+                grace_period=GRACE_SECONDS,
+                heartbeat_stale_trial_callback=Retry(max_retry=MAX_RETRY),
+            )
     except ModuleNotFoundError as err:
         raise ConfigError(
             f"--storage {mask(url)}: the database driver is not installed ({err.name}); "
@@ -93,12 +110,42 @@ def open_journal(path: Path) -> JournalStorage:
         lock = FlockLock(str(path))
         with lock:
             _cut_partial_record(path)
-        storage = JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
+        storage = JournalStorage(JournalBackend(str(path), lock_obj=lock))
     except (OSError, PermissionError) as err:
         raise ConfigError(f"journal {path}: cannot open for writing: {err}") from None
     except (ValueError, UnicodeDecodeError) as err:
         raise ConfigError(f"journal {path}: damaged ({err}); not opened") from None
     return storage
+
+
+class JournalBackend(JournalFileBackend):
+    """Optuna's journal file, whose failed appends leave no trace.
+
+    A write that fails half way (disk full, quota) would leave a partial line that corrupts the
+    next record appended after it; the file is cut back to where the write began.
+    """
+
+    def __init__(self, file_path: str, lock_obj: FlockLock) -> None:
+        super().__init__(file_path, lock_obj=lock_obj)
+        self.path = Path(file_path)
+        self.lock = lock_obj
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        data = ("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode()
+        with self.lock:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+            try:
+                start = os.lseek(fd, 0, os.SEEK_END)
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                    os.fsync(fd)
+                except OSError:
+                    os.ftruncate(fd, start)
+                    raise
+            finally:
+                os.close(fd)
 
 
 class FlockLock:
@@ -155,6 +202,67 @@ def _cut_partial_record(path: Path) -> None:
         f"killed); set it aside in {aside.name}",
         file=sys.stderr,
     )
+
+
+# --- one planner at a time ------------------------------------------------------------------
+
+
+@contextmanager
+def planning_lock(storage: optuna.storages.BaseStorage, study_name: str) -> Iterator[None]:
+    """Held while a parent creates or loads a study and enqueues its slots.
+
+    Two ``mlpsearch run`` started at the same moment on a fresh study would otherwise both
+    see no slot taken and enqueue every slot twice. Journal and SQLite files: an flock beside
+    the file; PostgreSQL: a session advisory lock (released by the server if we die).
+    """
+    if isinstance(storage, JournalStorage) and isinstance(storage._backend, JournalBackend):
+        lock: Any = FlockLock(f"{storage._backend.path}.plan")
+    elif isinstance(storage, RDBStorage):
+        lock = _database_lock(storage.engine, f"mlpsearch:plan:{study_name}")
+    else:
+        lock = nullcontext()
+    with lock:
+        yield
+
+
+@contextmanager
+def _schema_lock(url: str) -> Iterator[None]:
+    if not url.startswith("postgresql"):
+        yield
+        return
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with _database_lock(engine, "mlpsearch:schema"):
+            yield
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def _database_lock(engine: Any, name: str) -> Iterator[None]:
+    """A PostgreSQL session advisory lock named ``name`` (other databases: none)."""
+    import sqlalchemy
+
+    if engine.dialect.name != "postgresql":
+        if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+            with FlockLock(f"{engine.url.database}.plan"):
+                yield
+        else:
+            yield
+        return
+    key = int.from_bytes(
+        hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True
+    )
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+            conn.commit()
 
 
 # --- who runs a trial, and is it still alive -------------------------------------------------
@@ -217,12 +325,28 @@ class Heartbeat:
         self._thread.join()
 
 
+class Retry(RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of a stale trial, without what belonged to the dead run.
+
+    The copy would otherwise inherit the dead worker's identity and last heartbeat (and look
+    dead itself the moment a new worker claims it) and its failure reason.
+    """
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        trial = copy.copy(trial)
+        trial.system_attrs = {
+            k: v for k, v in trial.system_attrs.items() if k not in (WORKER_KEY, BEAT_KEY)
+        }
+        trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k in ("slot", "seed")}
+        super().__call__(study, trial)
+
+
 def fail_stale(
     study: optuna.Study, storage: optuna.storages.BaseStorage, grace: float = GRACE_SECONDS
 ) -> list[int]:
     """Fail the RUNNING trials whose worker died and re-queue them; their numbers."""
     optuna.storages.fail_stale_trials(study)  # RDB storages: Optuna's own heartbeat
-    retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+    retry = Retry(max_retry=MAX_RETRY)
     failed = []
     now = time.time()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -239,8 +363,12 @@ def fail_stale(
             reason = f"worker {identity.rsplit(':', 1)[0]} silent for {now - beat:.0f} s"
         else:
             continue
+        if len(trial.system_attrs.get("retry_history", [])) >= MAX_RETRY:
+            reason += f"; not re-queued again (already retried {MAX_RETRY} times)"
+        else:
+            reason += "; re-queued"
         try:
-            storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason + "; re-queued")
+            storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
             if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:

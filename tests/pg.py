@@ -1,0 +1,163 @@
+"""A real PostgreSQL server for the tests: Debian's server binaries in a temporary folder.
+
+``initdb`` and ``pg_ctl`` (``/usr/lib/postgresql/<version>/bin``, from Debian's ``postgresql``
+package) make and start a cluster listening on 127.0.0.1 on a free port; it is stopped and
+deleted afterwards. PostgreSQL refuses to run as root, so under root the server runs as the
+``postgres`` system user (created by the package) through ``runuser``, in a folder it owns.
+Connections over TCP need a password (scram-sha-256), so tests can see that it never leaks.
+
+Not a conftest: a test module uses it with ``from pg import postgres  # noqa: F401``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+USER = "mlpsearch"
+PASSWORD = "pg-secret-Xq7"  # tests look for this string in everything the program writes
+
+
+def server_binaries() -> Path | None:
+    """The newest ``/usr/lib/postgresql/<version>/bin`` holding initdb and pg_ctl, if any."""
+    found = [
+        Path(p).parent
+        for p in glob.glob("/usr/lib/postgresql/*/bin/initdb")
+        if (Path(p).parent / "pg_ctl").exists()
+    ]
+    if not found:
+        which = shutil.which("initdb")
+        return Path(which).parent if which and shutil.which("pg_ctl") else None
+    return max(found, key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
+
+
+def skip_reason() -> str | None:
+    if server_binaries() is None:
+        return "PostgreSQL server binaries (initdb, pg_ctl) not found; apt-get install postgresql"
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        return "psycopg2 is not installed; pip install psycopg2-binary"
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return "running as root and there is no 'postgres' user to run the server as"
+        if shutil.which("runuser") is None:
+            return "running as root and runuser is missing"
+    return None
+
+
+@dataclass
+class Server:
+    port: int
+    folder: Path
+
+    def url(self, database: str, password: str = PASSWORD) -> str:
+        return f"postgresql+psycopg2://{USER}:{password}@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self) -> str:
+        """A new empty database; its name."""
+        import psycopg2
+
+        name = "t_" + uuid.uuid4().hex[:12]
+        conn = psycopg2.connect(
+            host="127.0.0.1", port=self.port, user=USER, password=PASSWORD, dbname="postgres"
+        )
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {name}")
+        conn.close()
+        return name
+
+
+def _as_server_user(cmd: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server() -> Server:
+    """initdb a cluster in a temporary folder and start it; raises if it does not come up."""
+    bin_dir = server_binaries()
+    assert bin_dir is not None
+    folder = Path(tempfile.mkdtemp(prefix="mlpsearch-pg-"))
+    if os.geteuid() == 0:
+        pg = pwd.getpwnam("postgres")
+        os.chown(folder, pg.pw_uid, pg.pw_gid)
+    os.chmod(folder, 0o700)
+    data = folder / "data"
+    pwfile = folder / "pw"
+    pwfile.write_text(PASSWORD + "\n")
+    if os.geteuid() == 0:
+        os.chown(pwfile, pg.pw_uid, pg.pw_gid)
+    run = dict(check=True, capture_output=True, text=True, timeout=120)
+    subprocess.run(
+        _as_server_user(
+            [
+                str(bin_dir / "initdb"),
+                "-D", str(data),
+                "-U", USER,
+                f"--pwfile={pwfile}",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E", "UTF8",
+                "--no-sync",
+            ]
+        ),
+        **run,
+    )  # fmt: skip
+    port = _free_port()
+    options = (
+        f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off "
+        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+    )
+    subprocess.run(
+        _as_server_user(
+            [str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options,
+             "-l", str(folder / "log"), "-w", "-t", "60", "start"]
+        ),
+        **run,
+    )  # fmt: skip
+    return Server(port, folder)
+
+
+def stop_server(server: Server) -> None:
+    bin_dir = server_binaries()
+    subprocess.run(
+        _as_server_user([str(bin_dir / "pg_ctl"), "-D", str(server.folder / "data"),
+                         "-m", "immediate", "-w", "stop"]),
+        capture_output=True,
+        timeout=60,
+    )  # fmt: skip
+    shutil.rmtree(server.folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A running PostgreSQL server (:class:`Server`); skips, saying why, where there is none."""
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    try:
+        server = start_server()
+    except subprocess.CalledProcessError as err:
+        pytest.fail(f"PostgreSQL did not start: {err.cmd[-1]}: {err.stderr.strip()[-500:]}")
+    try:
+        yield server
+    finally:
+        stop_server(server)
