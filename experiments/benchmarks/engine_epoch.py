@@ -130,6 +130,44 @@ def bench_engine(X, y, epochs: int) -> tuple[list[float], list[float], float]:
     return times[1:], rss, eval_time
 
 
+def bench_naive_numpy(X, y) -> float:
+    """One epoch of a straightforward float32 numpy loop (fancy-index gathers, a new array for
+    every intermediate, softmax then cross-entropy): the baseline the engine's care is for."""
+    rng = np.random.default_rng(0)
+    Ws = [
+        (rng.standard_normal((i, o)) * np.sqrt(2 / i)).astype(np.float32)
+        for i, o in zip(SIZES[:-1], SIZES[1:], strict=True)
+    ]
+    bs = [np.zeros(o, np.float32) for o in SIZES[1:]]
+    vW = [np.zeros_like(w) for w in Ws]
+    vb = [np.zeros_like(b) for b in bs]
+    n = X.shape[0]
+    t = time.perf_counter()
+    perm = rng.permutation(n)
+    for s in range(0, n, BATCH):
+        idx = perm[s : s + BATCH]
+        xb, yb = X[idx], y[idx]
+        acts = [xb]
+        for k, (w, b) in enumerate(zip(Ws, bs, strict=True)):
+            z = acts[-1] @ w + b
+            acts.append(np.maximum(z, 0) if k < len(Ws) - 1 else z)
+        z = acts[-1]
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        delta = p
+        delta[np.arange(len(yb)), yb] -= 1
+        delta /= len(yb)
+        for k in range(len(Ws) - 1, -1, -1):
+            gW, gb = acts[k].T @ delta, delta.sum(axis=0)
+            if k > 0:
+                delta = (delta @ Ws[k].T) * (acts[k] > 0)
+            vW[k] = MOMENTUM * vW[k] - LR * gW
+            vb[k] = MOMENTUM * vb[k] - LR * gb
+            Ws[k] += vW[k]
+            bs[k] += vb[k]
+    return time.perf_counter() - t
+
+
 def bench_engine_matmuls(n_rows: int) -> float:
     """The same GEMMs as one engine epoch, alone: the floor the engine's own code sits on."""
     rng = np.random.default_rng(0)
@@ -158,6 +196,12 @@ def bench_engine_matmuls(n_rows: int) -> float:
     return min(_timed(epoch) for _ in range(2))
 
 
+def torch_matmul_gflops(torch, n: int = 4096) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    c = torch.mm(a, b)
+    return 2 * n**3 / min(_timed(lambda: torch.mm(a, b, out=c)) for _ in range(3)) / 1e9
+
+
 def bench_torch(X, y, epochs: int) -> list[float] | str:
     try:
         import torch
@@ -165,6 +209,7 @@ def bench_torch(X, y, epochs: int) -> list[float] | str:
         return "torch not installed (pip install torch==2.13.0)"
     torch.set_num_threads(1)
     torch.manual_seed(0)
+    print(f"  torch's own float32 matmul 4096 x 4096: {torch_matmul_gflops(torch):.1f} GFLOP/s")
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     layers = []
     for i, (fan_in, fan_out) in enumerate(zip(SIZES[:-1], SIZES[1:], strict=True)):
@@ -253,6 +298,8 @@ def main(argv=None) -> int:
         print("engine ...")
         eng, rss, eval_time = bench_engine(X, y, args.epochs)
         gemm_only = bench_engine_matmuls(X.shape[0])
+        naive = statistics.median(bench_naive_numpy(X, y) for _ in range(3))
+        print(f"  straightforward numpy loop: {naive:.3f} s per epoch")
         print("(a) PyTorch ...")
         tor = "skipped (--no-torch)" if args.no_torch else bench_torch(X, y, args.epochs)
         print("(b) scikit-learn MLPClassifier, float32 input (kept in float32) ...")
@@ -269,6 +316,10 @@ def main(argv=None) -> int:
     print()
     print(f"median of {args.epochs} epochs after one warm-up epoch")
     print(f"  engine        {e:7.3f} s   {gflop / e:6.1f} GFLOP/s")
+    print(
+        f"  naive numpy   {naive:7.3f} s   {gflop / naive:6.1f} GFLOP/s  (the same loop, "
+        "written plainly)"
+    )
     print(
         f"  (engine GEMMs alone {gemm_only:.3f} s; its validation pass over 10k rows "
         f"{eval_time:.3f} s, not included above)"
@@ -295,6 +346,7 @@ def main(argv=None) -> int:
     print(
         f"  engine / its GEMMs     {e / gemm_only:5.2f}   (time spent beyond the matrix products)"
     )
+    print(f"  naive numpy / matmul   {(gflop / naive) / mm:5.2f}   (what the care above buys)")
     growth = rss[-1] - rss[1]
     print(
         f"memory: RSS {rss[1]:.1f} MB after engine epoch 2, {rss[-1]:.1f} MB after the last "
