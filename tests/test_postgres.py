@@ -1,0 +1,223 @@
+"""Several processes, one study, a real PostgreSQL server (see pg.py): joins, races, kills,
+Ctrl-C, and passwords that never leak."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from pg import PASSWORD, postgres  # noqa: F401
+from test_search import slow_experiment, wait_for, write_experiment
+
+from search.storage import open_storage, planning_lock
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def mlpsearch(*args: str, cwd: Path, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "search.cli", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[str, str]:
+    try:
+        return proc.communicate(timeout=timeout)
+    finally:
+        proc.kill()
+
+
+def load(url: str, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=open_storage(url))
+
+
+def assert_every_slot_complete_once(study: optuna.Study, n_trials: int) -> None:
+    trials = study.get_trials()
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers))
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == n_trials
+    assert sorted(t.user_attrs["slot"] for t in complete) == list(range(n_trials))
+    assert not [t for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)]
+
+
+def test_two_runs_started_together_enqueue_each_slot_once(postgres, tmp_path):  # noqa: F811
+    url = postgres.url(postgres.create_database())
+    path = write_experiment(tmp_path / "e.toml", "together", n_trials=10, n_jobs=1, epochs=30)
+    procs = [
+        mlpsearch("run", str(path), "--storage", url, "--out", str(tmp_path / f"m{i}"), cwd=ROOT)
+        for i in (1, 2)
+    ]  # two machines, started at the same moment
+    outs = [finish(p) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err
+    study = load(url, "together")
+    assert len(study.trials) == 10  # nothing enqueued twice
+    assert_every_slot_complete_once(study, 10)
+    assert len({t.user_attrs["pid"] for t in study.trials}) == 2  # both machines took trials
+    for i in (1, 2):  # each machine's table shows the whole study
+        assert len((tmp_path / f"m{i}" / "together" / "trials.csv").read_text().splitlines()) == 11
+
+
+def test_planning_waits_for_the_lock(postgres, tmp_path):  # noqa: F811
+    url = postgres.url(postgres.create_database())
+    path = write_experiment(tmp_path / "e.toml", "locked", n_trials=3, n_jobs=1, epochs=3)
+    storage = open_storage(url)
+    with planning_lock(storage, "locked"):
+        proc = mlpsearch("run", str(path), "--storage", url, "--out", str(tmp_path), cwd=ROOT)
+        time.sleep(4)  # long enough for it to boot and reach the lock
+        assert proc.poll() is None
+        assert "locked" not in optuna.get_all_study_names(storage)
+    _, err = finish(proc)
+    assert proc.returncode == 0, err
+    assert_every_slot_complete_once(load(url, "locked"), 3)
+
+
+def loky_child_of(parent: int, pid: int) -> bool:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) == parent
+    except (OSError, ValueError):
+        return False
+
+
+def test_worker_killed_mid_trial_is_taken_over(postgres, tmp_path):  # noqa: F811
+    """Machine A runs the study; machine B joins with ``mlpsearch worker`` and is SIGKILLed
+    mid-trial; A fails and re-queues B's trial and runs it with the same parameters and seed."""
+    url = postgres.url(postgres.create_database())
+    path = slow_experiment(tmp_path, "takeover", n_trials=6)
+    a = mlpsearch(
+        "run", str(path), "--storage", url, "--jobs", "1", "--out", str(tmp_path), cwd=ROOT
+    )
+    b = None
+    try:
+        wait_for(lambda: "takeover" in optuna.get_all_study_names(open_storage(url)))
+        b = mlpsearch(
+            "worker", "--storage", url, "--study", "takeover", "--jobs", "1",
+            cwd=ROOT, start_new_session=True,
+        )  # fmt: skip
+
+        def running_in_b():
+            for t in load(url, "takeover").get_trials(states=(TrialState.RUNNING,)):
+                worker = t.system_attrs.get("mlpsearch:worker")
+                if worker and loky_child_of(b.pid, int(worker.split(":")[1])):
+                    return t
+            return None
+
+        victim = wait_for(running_in_b, timeout=120)
+        os.killpg(b.pid, signal.SIGKILL)  # the whole machine B: its parent and its worker
+        b.wait(timeout=30)
+        _, err = finish(a)
+    finally:
+        a.kill()
+        if b is not None and b.poll() is None:
+            os.killpg(b.pid, signal.SIGKILL)
+    assert a.returncode == 0, err
+    study = load(url, "takeover")
+    assert_every_slot_complete_once(study, 6)
+    killed = study.trials[victim.number]
+    assert killed.state == TrialState.FAIL
+    assert "died" in killed.user_attrs["fail_reason"]
+    retry = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
+    assert retry[0].params == victim.params
+    assert retry[0].user_attrs["seed"] == victim.user_attrs["seed"]
+    assert "fail_reason" not in retry[0].user_attrs
+
+
+def test_worker_joins_a_study_and_runs_its_waiting_trials(postgres, tmp_path):  # noqa: F811
+    url = postgres.url(postgres.create_database())
+    path = write_experiment(tmp_path / "e.toml", "joined", n_trials=8, n_jobs=1, epochs=40)
+    a = mlpsearch("run", str(path), "--storage", url, "--out", str(tmp_path), cwd=ROOT)
+    wait_for(lambda: load_trials(url, "joined"))
+    b = mlpsearch("worker", "--storage", url, "--study", "joined", "--jobs", "1", cwd=ROOT)
+    out_b, err_b = finish(b)
+    _, err_a = finish(a)
+    assert a.returncode == 0, err_a
+    assert b.returncode == 0, err_b
+    assert out_b.startswith("joined study joined: ")
+    assert "ran here" in out_b.splitlines()[-1]
+    study = load(url, "joined")
+    assert len(study.trials) == 8
+    assert_every_slot_complete_once(study, 8)
+
+
+def load_trials(url: str, name: str) -> list:
+    try:
+        return load(url, name).trials
+    except KeyError:
+        return []
+
+
+def test_password_never_printed_or_written(postgres, tmp_path):  # noqa: F811
+    """A run with a password in its URL, Ctrl-C, a resume, a wrong password, a refused port:
+    the password appears in no output and no file."""
+    url = postgres.url(postgres.create_database())
+    path = slow_experiment(tmp_path, "secret", n_trials=4)
+    results = tmp_path / "results"
+    proc = mlpsearch("run", str(path), "--storage", url, "--out", str(results), cwd=ROOT)
+    wait_for(
+        lambda: [t for t in load_trials(url, "secret") if t.state == TrialState.COMPLETE],
+        timeout=120,
+    )
+    proc.send_signal(signal.SIGINT)
+    out, err = finish(proc, timeout=60)
+    assert proc.returncode == 130, err
+    assert "resume with: mlpsearch run" in err and "mlpsearch:***@127.0.0.1" in err
+    outputs = [out, err]
+    resumed = subprocess.run(
+        [sys.executable, "-m", "search.cli", "run", str(path), "--storage", url,
+         "--out", str(results)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert "storage postgresql+psycopg2://mlpsearch:***@127.0.0.1" in resumed.stdout
+    outputs += [resumed.stdout, resumed.stderr]
+    refused = [
+        postgres.url("nodb", password="wrong-Pw9"),  # the server refuses the password
+        f"postgresql+psycopg2://mlpsearch:{PASSWORD}@127.0.0.1:1/db",  # nothing listens
+        f"postgresql+psycopg2://mlpsearch:{PASSWORD}@127.0.0.1:{postgres.port}/missing_db",
+        f"postgresql+psycopg2://127.0.0.1:{postgres.port}/db?user=x&password={PASSWORD}",
+    ]
+    for bad in refused:
+        for command in (["run", str(path), "--storage", bad], ["worker", "--storage", bad,
+                                                               "--study", "secret"]):  # fmt: skip
+            r = subprocess.run(
+                [sys.executable, "-m", "search.cli", *command, "--out", str(tmp_path / "x")]
+                if command[0] == "run"
+                else [sys.executable, "-m", "search.cli", *command],
+                cwd=ROOT, capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            assert r.returncode == 2, r.stderr
+            assert len(r.stderr.splitlines()) == 1 and "cannot open the storage" in r.stderr
+            outputs += [r.stdout, r.stderr]
+    for text in outputs:
+        assert PASSWORD not in text and "wrong-Pw9" not in text
+    assert "password authentication failed" in " ".join(outputs)
+    assert not (tmp_path / "x").exists()
+    written = [p for p in results.rglob("*") if p.is_file()]
+    assert {p.name for p in written} >= {"experiment.toml", "trials.csv"}
+    for p in written:
+        assert PASSWORD.encode() not in p.read_bytes(), p
+    assert_every_slot_complete_once(load(url, "secret"), 4)
+
+
+@pytest.mark.slow
+def test_load_eight_workers_200_trials(postgres, tmp_path):  # noqa: F811
+    sys.path.insert(0, str(ROOT / "experiments" / "benchmarks"))
+    import load as bench
+
+    figures = bench.run_load(postgres.url(postgres.create_database()), tmp_path, 8, 200)
+    assert figures["complete"] == 200
+    assert figures["lost"] == figures["duplicated"] == 0
