@@ -141,9 +141,9 @@ class JournalBackend(JournalFileBackend):
                     while view:
                         view = view[os.write(fd, view) :]
                     os.fsync(fd)
-                except OSError:
+                except OSError as err:
                     os.ftruncate(fd, start)
-                    raise
+                    raise OSError(err.errno, err.strerror, str(self.path)) from None
             finally:
                 os.close(fd)
 
@@ -318,7 +318,10 @@ class Heartbeat:
 
     def _run(self) -> None:
         while not self._stop.wait(HEARTBEAT_SECONDS):
-            self.beat()
+            try:
+                self.beat()
+            except Exception:  # a full disk, a lost connection: the trial's own writes say so
+                pass
 
     def stop(self) -> None:
         self._stop.set()

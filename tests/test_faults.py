@@ -1,0 +1,324 @@
+"""Fault matrix on journal storage, through the command line: a machine killed, unwritable and
+full results folders, a cut or damaged journal, an exception inside a trial, NaN in the data.
+
+Elsewhere: SIGKILL of one worker (test_search.py::test_killed_worker_...), SIGINT of the parent
+(test_search.py::test_ctrl_c_..., and on PostgreSQL in test_postgres.py), SIGKILL of a worker
+on PostgreSQL (test_postgres.py::test_worker_killed_mid_trial_is_taken_over).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+from test_search import cli, load, running_worker, slow_experiment, wait_for, write_experiment
+
+from search.storage import open_storage, planning_lock
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def values(study: optuna.Study) -> dict[int, float]:
+    """number -> value of every COMPLETE trial."""
+    return {t.number: t.value for t in study.get_trials(states=(TrialState.COMPLETE,))}
+
+
+def complete_slots(study: optuna.Study) -> list[int]:
+    return sorted(t.user_attrs["slot"] for t in study.get_trials(states=(TrialState.COMPLETE,)))
+
+
+def one_error_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+def test_killed_machine_loses_no_finished_trial(tmp_path):
+    """SIGKILL of the parent and its workers at once (a machine that dies) mid-trial; the same
+    command then finishes the study, and every trial finished before the kill is kept."""
+    path = slow_experiment(tmp_path, "crash", n_trials=6)
+    results = tmp_path / "r"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "search.cli", "run", str(path), "--out", str(results)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+
+        def one_done_and_one_running():
+            found = running_worker(results, "crash")
+            return found and values(load(results, "crash"))
+
+        wait_for(one_done_and_one_running, timeout=120)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    before = values(load(results, "crash"))
+    again = cli("run", str(path), "--out", str(results), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    study = load(results, "crash")
+    assert complete_slots(study) == list(range(6))
+    assert {n: v for n, v in values(study).items() if n in before} == before
+    assert any("died" in t.user_attrs.get("fail_reason", "") for t in study.trials)
+
+
+def test_results_path_through_a_file_is_refused(tmp_path):
+    (tmp_path / "results").write_text("a file where the results folder should be")
+    path = write_experiment(tmp_path / "e.toml", "nofolder", n_trials=2)
+    r = cli("run", str(path), "--out", str(tmp_path / "results" / "sub"), cwd=tmp_path)
+    assert r.returncode == 2
+    line = one_error_line(r.stderr)
+    assert "is not a folder" in line and str(tmp_path / "results") in line
+    assert (tmp_path / "results").read_text().startswith("a file")
+
+
+@pytest.fixture
+def mount_point(tmp_path):
+    """A folder to mount on (as root); skips where mounting is not allowed."""
+    point = tmp_path / "mnt"
+    point.mkdir()
+    probe = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(point)], capture_output=True
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount here ({probe.stderr.decode().strip() or 'not root'})")
+    subprocess.run(["umount", str(point)], check=True)
+    mounted: list[Path] = []
+    yield point, mounted
+    for p in reversed(mounted):
+        subprocess.run(["umount", "-l", str(p)], capture_output=True)
+
+
+def test_read_only_results_folder_is_refused_and_the_study_is_untouched(tmp_path, mount_point):
+    point, mounted = mount_point
+    path = write_experiment(tmp_path / "e.toml", "ro", n_trials=2, epochs=3)
+    results = tmp_path / "r"
+    assert cli("run", str(path), "--out", str(results), cwd=tmp_path).returncode == 0
+    journal = (results / "ro" / "journal.log").read_bytes()
+    subprocess.run(["mount", "--bind", "-o", "ro", str(results), str(point)], check=True)
+    mounted.append(point)
+    for out in (point, point / "new"):  # resume the study / a new folder on read-only media
+        r = cli("run", str(path), "--n-trials", "4", "--out", str(out), cwd=tmp_path)
+        assert r.returncode == 2
+        assert "is not writable" in one_error_line(r.stderr)
+    assert (results / "ro" / "journal.log").read_bytes() == journal
+    assert not (results / "new").exists()
+
+
+def test_full_disk_stops_with_one_line_and_the_journal_intact(tmp_path, mount_point):
+    """Results (and journal) on a 64 KiB tmpfs: it fills mid-study. One line, exit 1; the
+    journal stays readable with every trial it had; after making room, the same command
+    finishes the study without losing any of them."""
+    point, mounted = mount_point
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(point)], check=True)
+    mounted.append(point)
+    path = write_experiment(tmp_path / "e.toml", "full", n_trials=30, epochs=3)
+    r = cli("run", str(path), "--out", str(point), cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    line = one_error_line(r.stderr)
+    assert "No space left on device" in line and "finished trials are kept" in line
+    assert f"cannot write {point / 'full' / 'journal.log'}: " in line
+    assert "resume with: mlpsearch run" in line
+    journal = point / "full" / "journal.log"
+    raw = journal.read_bytes()
+    assert raw.endswith(b"\n") and all(json.loads(x) for x in raw.splitlines())
+    kept = values(load(point, "full"))
+    assert kept  # some trials finished before the disk was full
+    assert not list((point / "full").glob("*.tmp"))
+    assert not (point / "full" / "trials.csv").exists()
+    subprocess.run(["mount", "-o", "remount,size=4m", str(point)], check=True)
+    again = cli("run", str(path), "--out", str(point), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    study = load(point, "full")
+    assert complete_slots(study) == list(range(30))
+    assert {n: v for n, v in values(study).items() if n in kept} == kept
+
+
+def finished_study(tmp_path: Path, name: str, n_trials: int = 3) -> tuple[Path, Path]:
+    path = write_experiment(tmp_path / "e.toml", name, n_trials=n_trials, epochs=3)
+    results = tmp_path / "r"
+    assert cli("run", str(path), "--out", str(results), cwd=tmp_path).returncode == 0
+    return path, results
+
+
+def test_cut_last_record_is_set_aside_with_a_warning(tmp_path):
+    """A writer killed mid-append leaves a last line without its newline: the next run sets
+    it aside (kept beside the journal, named in a warning) and goes on; nothing finished is
+    lost, and the records appended after it are readable."""
+    path, results = finished_study(tmp_path, "cut")
+    journal = results / "cut" / "journal.log"
+    before = values(load(results, "cut"))
+    last = journal.read_bytes().splitlines()[-1]
+    with open(journal, "ab") as f:
+        f.write(last[: len(last) // 2])  # half a record, no newline
+    r = cli("run", str(path), "--n-trials", "5", "--out", str(results), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    warning = [x for x in r.stderr.splitlines() if "warning" in x]
+    assert len(warning) == 1 and "cut short" in warning[0] and "set it aside" in warning[0]
+    aside = list(journal.parent.glob("journal.log.partial-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == last[: len(last) // 2]
+    study = load(results, "cut")
+    assert {n: v for n, v in values(study).items() if n in before} == before
+    assert complete_slots(study) == list(range(5))
+
+
+def test_damaged_record_inside_the_journal_is_a_clear_error(tmp_path):
+    """A damaged line that is not the last: not repairable silently; exit 2, one line, and
+    the journal left as it is."""
+    path, results = finished_study(tmp_path, "damaged")
+    journal = results / "damaged" / "journal.log"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    lines[2] = lines[2][:10] + b"\n"
+    journal.write_bytes(b"".join(lines))
+    damaged = journal.read_bytes()
+    r = cli("run", str(path), "--out", str(results), cwd=tmp_path)
+    assert r.returncode == 2
+    line = one_error_line(r.stderr)
+    assert "damaged" in line and str(journal) in line
+    assert journal.read_bytes() == damaged
+
+
+def test_exception_inside_a_trial_is_stored_with_its_traceback(tmp_path):
+    """A worker that runs out of memory (an address-space limit, as on a shared cluster): the
+    trials too large for it fail with MemoryError and its traceback on the trial; the others
+    complete and the run succeeds."""
+    path = tmp_path / "e.toml"
+    path.write_text(
+        '[study]\nname = "oom"\nn_trials = 6\nn_jobs = 2\nseed = 1\n[data]\ndataset = "digits"\n'
+        "[train]\nepochs = 3\n[space]\nhidden_layers = 2\nunits = [16, 40000]\n"
+    )
+    limit = 3 << 30  # 3 GiB: two layers of 40000 units need 6 GiB
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    r = subprocess.run(
+        [sys.executable, "-m", "search.cli", "run", str(path), "--out", str(tmp_path / "r")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, preexec_fn=limited,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    study = load(tmp_path / "r", "oom")
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(failed) + len(complete) == 6 and failed and complete
+    for t in study.trials:
+        big = t.params["units_1"] == t.params["units_2"] == 40000
+        assert (t.state == TrialState.FAIL) == big
+    for t in failed:
+        assert t.user_attrs["fail_reason"].startswith("MemoryError: Unable to allocate")
+        tb = t.user_attrs["traceback"]
+        assert tb.startswith("Traceback (most recent call last):") and "MemoryError" in tb
+        assert "objective.py" in tb
+    assert "fail      MemoryError" in r.stdout  # the progress line says why
+
+
+def test_nan_in_the_data_is_refused_before_any_training(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4))
+    X[17, 2] = np.nan
+    np.savez(tmp_path / "nan.npz", X=X, y=np.arange(60) % 3)
+    path = tmp_path / "e.toml"
+    path.write_text(
+        f'[study]\nname = "nan"\nn_trials = 2\n[data]\ndataset = "{tmp_path}/nan.npz"\n'
+    )
+    r = cli("run", str(path), "--out", str(tmp_path / "r"), cwd=tmp_path)
+    assert r.returncode == 2
+    line = one_error_line(r.stderr)
+    assert "NaN" in line and "row 18" in line and "nan.npz" in line
+    assert not (tmp_path / "r").exists()  # no study, no results folder
+
+
+def test_journal_planning_waits_for_the_lock(tmp_path):
+    path = write_experiment(tmp_path / "e.toml", "wait", n_trials=3, epochs=3)
+    journal = tmp_path / "j" / "journal.log"
+    storage = open_storage(f"journal:{journal}")
+    with planning_lock(storage, "wait"):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "search.cli", "run", str(path), "--storage",
+             f"journal:{journal}", "--out", str(tmp_path / "r")],
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        time.sleep(4)
+        assert proc.poll() is None
+        assert journal.stat().st_size == 0  # nothing planned while we hold the lock
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert complete_slots(load_journal(journal, "wait")) == [0, 1, 2]
+
+
+def load_journal(journal: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=open_storage(f"journal:{journal}"))
+
+
+def test_two_runs_started_together_on_one_journal(tmp_path):
+    path = write_experiment(tmp_path / "e.toml", "pair", n_trials=8, n_jobs=1, epochs=20)
+    journal = tmp_path / "shared" / "journal.log"
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "search.cli",
+                "run",
+                str(path),
+                "--storage",
+                f"journal:{journal}",
+                "--out",
+                str(tmp_path / f"m{i}"),
+            ],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for i in (1, 2)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    study = load_journal(journal, "pair")
+    assert len(study.trials) == 8
+    assert complete_slots(study) == list(range(8))
+    assert len({t.user_attrs["pid"] for t in study.trials}) == 2
+
+
+@pytest.mark.slow
+def test_load_eight_workers_200_trials_on_a_journal(tmp_path):
+    sys.path.insert(0, str(ROOT / "experiments" / "benchmarks"))
+    import load as bench
+
+    figures = bench.run_load(f"journal:{tmp_path / 'journal.log'}", tmp_path, 8, 200)
+    assert figures["errors"] == []
+    assert figures["complete"] == 200
+    assert figures["lost"] == figures["duplicated"] == 0
+    assert figures["processes"] >= 2
+
+
+def test_worker_on_a_journal_needs_an_existing_study(tmp_path):
+    path, results = finished_study(tmp_path, "done", n_trials=2)
+    url = f"journal:{results / 'done' / 'journal.log'}"
+    before = (results / "done" / "journal.log").read_bytes()
+    r = cli("worker", "--storage", url, "--study", "nope", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "no study 'nope'" in one_error_line(r.stderr) and "done" in r.stderr
+    r = cli("worker", "--storage", url, "--study", "done", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "2 of 2 trials finished; 0 ran here" in r.stdout
+    assert (results / "done" / "journal.log").read_bytes() == before
+    shutil.rmtree(results)
