@@ -73,17 +73,19 @@ class TrainConfig:
             v = getattr(self, name)
             if not _is_int(v) or v < low:
                 raise bad(name, f"an integer >= {low}")
+            object.__setattr__(self, name, int(v))  # numpy integers -> int (JSON-able)
 
         def check_real(name: str, ok: Callable[[float], bool], allowed: str) -> None:
             v = getattr(self, name)
             if not _is_real(v) or not math.isfinite(v) or not ok(float(v)):
                 raise bad(name, allowed)
+            object.__setattr__(self, name, float(v))
 
         check_int("epochs", 1)
         check_int("batch_size", 1)
-        if self.optimizer not in OPTIMIZERS:
+        if not isinstance(self.optimizer, str) or self.optimizer not in OPTIMIZERS:
             raise bad("optimizer", f"one of {', '.join(OPTIMIZERS)}")
-        if self.schedule not in SCHEDULES:
+        if not isinstance(self.schedule, str) or self.schedule not in SCHEDULES:
             raise bad("schedule", f"one of {', '.join(SCHEDULES)}")
         check_real("learning_rate", lambda v: v > 0, "a number > 0")
         check_real("momentum", lambda v: 0 <= v < 1, "a number in [0, 1)")

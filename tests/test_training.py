@@ -289,3 +289,11 @@ def test_real_digits_matches_sklearn():
             clf.fit(ds.X_train, ds.y_train)
         theirs.append(float((clf.predict(ds.X_val) != ds.y_val).mean()))
     assert abs(np.mean(ours) - np.mean(theirs)) < 0.02, (ours, theirs)
+
+
+def test_config_normalises_numpy_numbers():
+    cfg = TrainConfig(epochs=np.int64(3), learning_rate=np.float32(0.5), patience=np.int32(2))
+    d = cfg.to_dict()
+    assert json.loads(json.dumps(d)) == d
+    assert type(d["epochs"]) is int and type(d["learning_rate"]) is float
+    assert TrainConfig(learning_rate=1).learning_rate == 1.0
