@@ -136,7 +136,7 @@ def join_study(
     every machine trains the same way; its data must be reachable under the same name here.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url, create=False)
     names = optuna.get_all_study_names(storage)
     if study_name not in names:
         held = ", ".join(sorted(names)) or "no study"
@@ -433,11 +433,20 @@ def _start_workers(exp: Experiment):
         max_workers=exp.study.n_jobs,
         env={v: str(threads) for v in _THREAD_VARS},
         reuse=False,
-        initializer=_boot,
+        initializer=_boot_quietly,
         initargs=(exp,),
     )
-    executor.submit(_boot, exp)  # start the processes now
+    executor.submit(_boot_quietly, exp)  # start the processes now
     return executor
+
+
+def _boot_quietly(exp: Experiment) -> None:
+    """Boot ahead of the first task; a failure (bad data) is left for the task to raise,
+    since loky would print an initializer's traceback on stderr."""
+    try:
+        _boot(exp)
+    except Exception:
+        pass
 
 
 def _run_workers(

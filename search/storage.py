@@ -67,10 +67,15 @@ def mask(text: str) -> str:
     return _QUERY_PASSWORD.sub(r"\1=***", _USERINFO.sub(r"\1***@", text))
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """An Optuna storage for ``url``; a bad URL raises ConfigError with one line."""
+def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
+    """An Optuna storage for ``url``; a bad URL raises ConfigError with one line.
+
+    ``create=False``: a journal file must already exist (for joining a study).
+    """
     if url.startswith("journal:"):
         path = Path(url.removeprefix("journal:").removeprefix("//"))
+        if not create and not path.is_file():
+            raise ConfigError(f"--storage {url}: no journal file at {path}")
         return open_journal(path)
     if "://" not in url:
         raise ConfigError(

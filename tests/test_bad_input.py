@@ -1,0 +1,218 @@
+"""Malformed input, one table: experiment files, command-line flags, dataset files, storage URLs
+and trial numbers. Every case, run as a user would (``python -m search.cli ...``), must exit 2
+with exactly one line on stderr naming the problem, no traceback, and leave the working folder
+(an existing finished study, its journal, its results) byte for byte as it was.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from search.config import dumps_toml
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "hunter2-Secret"
+
+BASE = {
+    "study": {"name": "base", "n_trials": 2, "n_jobs": 1, "seed": 5},
+    "data": {"dataset": "digits"},
+    "train": {"epochs": 3, "batch_size": 64},
+    "space": {"units": {"low": 8, "high": 16}, "activation": ["relu", "tanh"]},
+}
+
+
+def experiment(**changes) -> str:
+    """The base experiment as TOML, with sections updated (``section={key: value}``)."""
+    doc = {k: dict(v) for k, v in BASE.items()}
+    for section, values in changes.items():
+        doc.setdefault(section, {}).update(values)
+    return dumps_toml(doc)
+
+
+def new(**changes) -> str:
+    """Like :func:`experiment`, for a study that does not exist yet."""
+    study = {"name": "fresh", **changes.pop("study", {})}
+    return experiment(study=study, **changes)
+
+
+def npz(**arrays) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+rng = np.random.default_rng(0)
+X = rng.normal(size=(40, 4))
+y = np.arange(40) % 2
+X_nan = X.copy()
+X_nan[5, 1] = np.nan
+
+# (id, arguments, files to write first {name: str | bytes}, words the error line must hold)
+CASES = [
+    # --- experiment files
+    ("missing-file", ["run", "nope.toml"], {}, ["experiment file not found", "nope.toml"]),
+    ("invalid-toml", ["run", "e.toml"], {"e.toml": "[study\nname = "}, ["invalid TOML"]),
+    ("binary-file", ["run", "e.toml"], {"e.toml": b"\xff\xfe\x00\x01"}, ["not a text file"]),
+    ("unknown-section", ["run", "e.toml"], {"e.toml": experiment(studdy={"a": 1})},
+     ["[studdy]", "did you mean 'study'"]),
+    ("unknown-key", ["run", "e.toml"], {"e.toml": new(study={"n_trails": 5})},
+     ["study.n_trails", "did you mean 'n_trials'"]),
+    ("zero-trials", ["run", "e.toml"], {"e.toml": new(study={"n_trials": 0})},
+     ["study.n_trials", "out of range"]),
+    ("string-trials", ["run", "e.toml"], {"e.toml": new(study={"n_trials": "ten"})},
+     ["study.n_trials", "'ten' is not an integer"]),
+    ("bad-sampler", ["run", "e.toml"], {"e.toml": new(study={"sampler": "bayes"})},
+     ["study.sampler", "'bayes'"]),
+    ("bad-name", ["run", "e.toml"], {"e.toml": experiment(study={"name": "../up"})},
+     ["study.name", "'../up'"]),
+    ("inverted-range", ["run", "e.toml"],
+     {"e.toml": new(space={"learning_rate": {"low": 0.5, "high": 0.1}})},
+     ["space.learning_rate", "inverted range"]),
+    ("unknown-activation", ["run", "e.toml"], {"e.toml": new(space={"activation": ["swish"]})},
+     ["space.activation[0]", "'swish'"]),
+    ("log-range-at-zero", ["run", "e.toml"],
+     {"e.toml": new(space={"units": {"low": 0, "high": 8, "log": True}})},
+     ["space.units", "log range"]),
+    ("empty-choices", ["run", "e.toml"], {"e.toml": new(space={"activation": []})},
+     ["space.activation", "empty"]),
+    ("val-fraction", ["run", "e.toml"], {"e.toml": new(data={"val_fraction": 1.5})},
+     ["data.val_fraction", "1.5"]),
+    ("set-twice", ["run", "e.toml"], {"e.toml": new(train={"activation": "relu"})},
+     ["space.activation", "also set in [train]"]),
+    ("grid-float-range", ["run", "e.toml"], {"e.toml": new(study={"sampler": "grid"})},
+     ["space.units", "grid sampler"]),
+    ("changed-experiment", ["run", "e.toml"],
+     {"e.toml": experiment(space={"activation": ["gelu"]})},
+     ["study 'base' already exists with a different experiment", "space.activation"]),
+    # --- command-line flags
+    ("jobs-zero", ["run", "base.toml", "--jobs", "0"], {}, ["--jobs", "0"]),
+    ("trials-not-int", ["run", "base.toml", "--n-trials", "abc"], {}, ["--n-trials", "'abc'"]),
+    ("seed-negative", ["run", "base.toml", "--seed", "-1"], {}, ["--seed", "-1"]),
+    ("sampler-flag", ["run", "base.toml", "--sampler", "bayes"], {}, ["study.sampler", "bayes"]),
+    ("study-flag", ["run", "base.toml", "--study", "a b"], {}, ["study.name", "'a b'"]),
+    ("unknown-flag", ["run", "base.toml", "--fast"], {}, ["unrecognized arguments: --fast"]),
+    ("unknown-command", ["fly"], {}, ["invalid choice: 'fly'"]),
+    ("out-is-a-file", ["run", "base.toml", "--out", "base.toml"], {}, ["not a folder"]),
+    ("worker-no-study", ["worker", "--storage", "journal:results/base/journal.log"], {},
+     ["--study"]),
+    ("worker-jobs", ["worker", "--storage", "journal:results/base/journal.log", "--study",
+                     "base", "--jobs", "0"], {}, ["--jobs", "0"]),
+    ("gradcheck-layers", ["gradcheck", "--layers", "0"], {}, ["--layers", "out of range"]),
+    # --- dataset files
+    ("no-dataset-file", ["run", "e.toml"], {"e.toml": new(data={"dataset": "missing.npz"})},
+     ["missing.npz", "no such file"]),
+    ("unknown-dataset", ["run", "e.toml"], {"e.toml": new(data={"dataset": "cifar"})},
+     ["unknown dataset 'cifar'"]),
+    ("nan-in-data", ["run", "e.toml"],
+     {"e.toml": new(data={"dataset": "d.npz"}), "d.npz": npz(X=X_nan, y=y)},
+     ["d.npz", "NaN"]),
+    ("pickled-npz", ["run", "e.toml"],
+     {"e.toml": new(data={"dataset": "d.npz"}),
+      "d.npz": npz(X=np.array([{"a": 1}] * 4, dtype=object), y=np.arange(4))},
+     ["d.npz", "Python objects"]),
+    ("not-a-zip", ["run", "e.toml"],
+     {"e.toml": new(data={"dataset": "d.npz"}), "d.npz": "X,y\n1,2\n"},
+     ["d.npz", "not a .npz archive"]),
+    ("npz-without-y", ["run", "e.toml"],
+     {"e.toml": new(data={"dataset": "d.npz"}), "d.npz": npz(X=X)}, ["d.npz", "'y'"]),
+    ("npz-lengths", ["run", "e.toml"],
+     {"e.toml": new(data={"dataset": "d.npz"}), "d.npz": npz(X=X, y=y[:30])},
+     ["d.npz", "mismatched lengths"]),
+    ("one-class", ["run", "e.toml"],
+     {"e.toml": new(data={"dataset": "d.npz"}), "d.npz": npz(X=X, y=np.zeros(40, int))},
+     ["d.npz", "only one class"]),
+    ("csv-no-label", ["run", "e.toml"],
+     {"e.toml": new(data={"dataset": "d.csv"}), "d.csv": "a,b\n1,2\n3,4\n"},
+     ["d.csv", "'label'"]),
+    ("csv-text-cell", ["run", "e.toml"],
+     {"e.toml": new(data={"dataset": "d.csv"}), "d.csv": "a,label\n1,0\nx,1\n2,1\n"},
+     ["d.csv"]),
+    # --- storage URLs
+    ("not-a-url", ["run", "e.toml", "--storage", "notaurl"], {"e.toml": new()},
+     ["'notaurl' is not a storage URL"]),
+    ("unknown-dialect", ["run", "e.toml", "--storage", "nosuchdb://h/x"], {"e.toml": new()},
+     ["nosuchdb://h/x", "cannot open the storage"]),
+    ("refused-connection", ["run", "e.toml", "--storage",
+                            f"postgresql+psycopg2://u:{PASSWORD}@127.0.0.1:1/db"],
+     {"e.toml": new()}, ["postgresql+psycopg2://u:***@127.0.0.1:1/db", "cannot open"]),
+    ("journal-is-a-folder", ["run", "e.toml", "--storage", "journal:results"],
+     {"e.toml": new()}, ["journal results", "not a file"]),
+    ("journal-in-proc", ["run", "e.toml", "--storage", "journal:/proc/none/journal.log"],
+     {"e.toml": new()}, ["/proc/none/journal.log", "cannot open"]),
+    ("sqlite-no-folder", ["run", "e.toml", "--storage", "sqlite:////nonexistent/x/s.db"],
+     {"e.toml": new()}, ["sqlite:////nonexistent/x/s.db", "cannot open"]),
+    ("worker-unknown-study", ["worker", "--storage", "journal:results/base/journal.log",
+                              "--study", "nope"], {}, ["no study 'nope'", "base"]),
+    ("worker-journal-missing", ["worker", "--storage", "journal:results/x/journal.log",
+                                "--study", "base"], {}, ["no journal file at results/x"]),
+    # --- trial numbers
+    ("rerun-no-trial", ["rerun", "results/base", "--trial", "99"], {}, ["trial 99"]),
+    ("rerun-negative", ["rerun", "results/base", "--trial", "-1"], {}, ["trial -1"]),
+    ("rerun-not-int", ["rerun", "results/base", "--trial", "one"], {}, ["--trial", "'one'"]),
+    ("compare-not-int", ["compare", "results/base", "0", "abc"], {}, ["'abc'"]),
+    ("compare-no-trial", ["compare", "results/base", "0", "77"], {}, ["77"]),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def base_study(tmp_path_factory) -> Path:
+    """A folder with base.toml and its finished 2-trial study in results/base."""
+    folder = tmp_path_factory.mktemp("base")
+    (folder / "base.toml").write_text(experiment())
+    r = mlpsearch(["run", "base.toml"], folder)
+    assert r.returncode == 0, r.stderr
+    return folder
+
+
+def mlpsearch(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "search.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.name.endswith(".flock")  # lock files: empty, made on open
+    }
+
+
+def test_case_table_covers_every_kind():
+    assert len(CASES) >= 30
+    assert len({c[0] for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("args, files, words", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(
+    base_study, tmp_path, args, files, words
+):
+    work = tmp_path / "w"
+    shutil.copytree(base_study, work)
+    for name, content in files.items():
+        mode = "wb" if isinstance(content, bytes) else "w"
+        with open(work / name, mode) as f:
+            f.write(content)
+    before = snapshot(work)
+    r = mlpsearch(args, work)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("mlpsearch: error: ")
+    for word in words:
+        assert word in lines[0]
+    assert "Traceback" not in r.stderr + r.stdout
+    assert PASSWORD not in r.stderr + r.stdout
+    assert snapshot(work) == before  # no partial result, the study untouched
