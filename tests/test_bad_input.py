@@ -6,6 +6,8 @@ with exactly one line on stderr naming the problem, no traceback, and leave the 
 
 from __future__ import annotations
 
+import ast
+import inspect
 import shutil
 import subprocess
 import sys
@@ -15,6 +17,7 @@ import numpy as np
 import pytest
 
 from search.config import dumps_toml
+from search.storage import mask
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "hunter2-Secret"
@@ -85,6 +88,8 @@ CASES = [
      ["space.activation", "empty"]),
     ("val-fraction", ["run", "e.toml"], {"e.toml": new(data={"val_fraction": 1.5})},
      ["data.val_fraction", "1.5"]),
+    ("python-in-experiment", ["run", "e.toml"],
+     {"e.toml": "import os\nos.system('touch pwned')\n"}, ["e.toml", "invalid TOML"]),
     ("set-twice", ["run", "e.toml"], {"e.toml": new(train={"activation": "relu"})},
      ["space.activation", "also set in [train]"]),
     ("grid-float-range", ["run", "e.toml"], {"e.toml": new(study={"sampler": "grid"})},
@@ -216,3 +221,58 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     assert "Traceback" not in r.stderr + r.stdout
     assert PASSWORD not in r.stderr + r.stdout
     assert snapshot(work) == before  # no partial result, the study untouched
+
+
+# --- security: user files are data, passwords are never shown -------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        ("postgresql+psycopg2://u:s3cret@db.host:5432/opt", "postgresql+psycopg2://u:***@db.host:5432/opt"),
+        ("postgresql://u:p@ss@host/db", "postgresql://u:***@host/db"),  # unencoded @
+        ("postgresql://u:pa/ss@host/db", "postgresql://u:***@host/db"),  # unencoded /
+        ("mysql+pymysql://root:pw@h/x?charset=utf8", "mysql+pymysql://root:***@h/x?charset=utf8"),
+        ("postgresql://h/db?user=u&password=s3cret", "postgresql://h/db?user=u&password=***"),
+        ("cannot open postgresql://u:s3cret@h/db: refused",
+         "cannot open postgresql://u:***@h/db: refused"),
+        ("resume with: mlpsearch run e.toml --storage postgresql://u:s3cret@h/db --jobs 2",
+         "resume with: mlpsearch run e.toml --storage postgresql://u:***@h/db --jobs 2"),
+        ("postgresql://u@h/db", "postgresql://u@h/db"),  # no password: unchanged
+        ("sqlite:///a:b@c.db", "sqlite:///a:b@c.db"),
+        ("journal:results/x/journal.log", "journal:results/x/journal.log"),
+    ],
+)  # fmt: skip
+def test_mask_hides_every_password(text, shown):
+    assert mask(text) == shown
+
+
+def calls(tree: ast.AST):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            f = node.func
+            name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
+            owner = getattr(f.value, "id", "") if isinstance(f, ast.Attribute) else ""
+            yield owner, name, node
+
+
+def test_no_user_file_is_unpickled_or_executed():
+    """Every reader of files: numpy without pickles (np.load's default, never overridden), no
+    pickle/joblib/marshal loads, no exec or eval; experiment files are read with tomllib."""
+    assert inspect.signature(np.load).parameters["allow_pickle"].default is False
+    sources = sorted((ROOT / "engine").glob("*.py")) + sorted((ROOT / "search").glob("*.py"))
+    assert len(sources) > 10
+    for path in sources:
+        tree = ast.parse(path.read_text(), str(path))
+        for owner, name, node in calls(tree):
+            where = f"{path.name}:{node.lineno}"
+            if owner in ("np", "numpy") and name == "load":
+                for kw in node.keywords:
+                    assert not (
+                        kw.arg == "allow_pickle" and getattr(kw.value, "value", 0) is not False
+                    ), where
+            assert not (owner in ("pickle", "joblib", "marshal", "cloudpickle", "dill")
+                        and name in ("load", "loads")), where  # fmt: skip
+            assert name not in ("exec", "eval", "run_path") or owner, where
+    config = (ROOT / "search" / "config.py").read_text()
+    assert "tomllib.loads(" in config
