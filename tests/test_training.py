@@ -8,7 +8,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from engine import MLP, Diverged, EpochRecord, TrainConfig, train
+from engine import MLP, Diverged, EpochRecord, TrainConfig, make_optimizer, train
 from engine.training import Trainer
 
 
@@ -297,3 +297,42 @@ def test_config_normalises_numpy_numbers():
     assert json.loads(json.dumps(d)) == d
     assert type(d["epochs"]) is int and type(d["learning_rate"]) is float
     assert TrainConfig(learning_rate=1).learning_rate == 1.0
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam"])
+def test_training_loop_equals_textbook_steps(optimizer):
+    """The fast loop (gradients pre-multiplied by the learning rate for the SGD family, flat
+    parameter vector, reused buffers) performs exactly the textbook updates: replay the same
+    minibatches with loss_and_grads + optimizer.step on per-layer arrays."""
+    Xt, yt, _, _ = make_data(n=200, n_in=6)
+    cfg = TrainConfig(
+        epochs=1, batch_size=32, optimizer=optimizer, learning_rate=0.05, weight_decay=1e-3
+    )
+    fast = MLP([6, 7, 5, 4], "tanh", dtype="float64", seed=1)
+    slow = fast.clone()
+    trainer = Trainer(fast, Xt, yt, cfg)
+    order = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(2)[0])
+    perm = np.arange(len(Xt))
+    order.shuffle(perm)  # the order the trainer will draw
+    trainer.run_epoch(1)
+
+    params = [w.copy() for w in slow.weights] + [b.copy() for b in slow.biases]
+    opt = make_optimizer(optimizer, params, momentum=cfg.momentum)
+    for s in range(0, len(Xt), cfg.batch_size):
+        idx = perm[s : s + cfg.batch_size]
+        for dst, src in zip(slow.weights + slow.biases, params, strict=True):
+            dst[...] = src
+        _, wg, bg = slow.loss_and_grads(Xt[idx], yt[idx], weight_decay=cfg.weight_decay)
+        opt.step(wg + bg, cfg.learning_rate)
+    expected = np.concatenate([p.ravel() for p in params])
+    got = np.concatenate([p.ravel() for p in fast.weights + fast.biases])
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
+
+
+def test_small_and_odd_inputs():
+    Xt, yt, Xv, yv = make_data(n=40)
+    model = MLP([12, 5, 4], seed=0)
+    h = train(model, Xt, yt, Xv, yv, TrainConfig(epochs=2, batch_size=1000))  # batch > n
+    assert len(h.records) == 2
+    assert model.forward(np.empty((0, 12))).shape == (0, 4)
+    np.testing.assert_array_equal(model.predict(Xv.astype(np.float64)), model.predict(Xv))
