@@ -17,6 +17,7 @@ trials of a machine that died.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import tomllib
 import traceback
@@ -88,13 +89,13 @@ def run_study(
     check_folder(folder)
     url = storage_url or exp.study.storage or default_url(results, exp.study.name)
     hint = resume_hint or "the same command"
-    executor = _start_workers(exp)  # they boot while we plan
-    study = None
+    study = executor = None
     try:
         data = load_data(exp)  # bad data stops us before any study exists
         storage = open_storage(url)
         with planning_lock(storage, exp.study.name):
             study = open_study(exp, storage)
+            executor = _start_workers(exp)  # the input is good: they boot while we plan
             _make_folder(folder)
             _write_atomic(
                 folder / "experiment.toml", exp.replace_study(storage=mask(url)).to_toml()
@@ -112,7 +113,8 @@ def run_study(
     except OSError as err:
         raise RunError(_stopped(err, study, url, hint)) from None
     finally:
-        executor.shutdown(wait=True, kill_workers=True)
+        if executor is not None:
+            executor.shutdown(wait=True, kill_workers=True)
     best = _best(study)
     if best is not None:
         echo(
@@ -428,6 +430,10 @@ def _best(study: optuna.Study) -> FrozenTrial | None:
 
 def _start_workers(exp: Experiment):
     """A pool of ``n_jobs`` worker processes, booting (imports, data) in the background."""
+    # Killed workers leave semaphores that loky's resource tracker removes, with a warning on
+    # stderr at exit that only says so; the tracker takes its warning filters from ours.
+    if _QUIET_TRACKER not in sys.warnoptions:
+        sys.warnoptions.append(_QUIET_TRACKER)
     threads = max(1, (os.cpu_count() or 1) // exp.study.n_jobs)
     executor = get_reusable_executor(
         max_workers=exp.study.n_jobs,
@@ -489,6 +495,7 @@ def _stop(executor, study: optuna.Study, storage: optuna.storages.BaseStorage) -
         pass  # a full disk: the next run re-queues them (their workers are dead)
 
 
+_QUIET_TRACKER = "ignore:resource_tracker:UserWarning"
 _THREAD_VARS = (
     "OMP_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
