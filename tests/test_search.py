@@ -239,6 +239,11 @@ def test_default_run_completes_on_digits(tmp_path):
     assert result.returncode == 0, result.stderr
     exp = load_experiment(ROOT / "experiments" / "digits_random.toml")
     study = load(tmp_path / "results", "digits_random")
-    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == exp.study.n_trials
-    assert study.best_value < 0.06
+    trials = study.get_trials()
+    assert len(trials) == exp.study.n_trials
+    failed = [t for t in trials if t.state != TrialState.COMPLETE]
+    # a random search over learning rates up to 0.3 meets a few that diverge: failed, not lost
+    assert len(failed) < exp.study.n_trials // 10
+    assert all(t.user_attrs["fail_reason"].startswith("diverged") for t in failed)
+    assert study.best_value < 0.03
     assert "best: trial" in result.stdout
