@@ -8,9 +8,10 @@ or ``journal:PATH`` for a journal file elsewhere.
 Optuna's journal storage has no heartbeat, so each running trial carries its worker's identity
 and a heartbeat time in its system attributes. A RUNNING trial is *stale* when its worker is a
 process of this host that no longer exists, or when its heartbeat is older than the grace
-period. Stale trials are failed and re-queued with the same parameters and user attributes
-(hence the same seed) by Optuna's ``RetryHeartbeatStaleTrialCallback``. RDB storages also get
-Optuna's own heartbeat, with the same callback.
+period. Stale trials are failed and re-queued with the same parameters, slot and seed by
+Optuna's ``RetryHeartbeatStaleTrialCallback``. RDB storages use
+Optuna's own heartbeat instead (timed by the database server, so the machines' clocks do not
+matter), with the same callback.
 """
 
 from __future__ import annotations
@@ -352,36 +353,49 @@ class Retry(RetryHeartbeatStaleTrialCallback):
 def fail_stale(
     study: optuna.Study, storage: optuna.storages.BaseStorage, grace: float = GRACE_SECONDS
 ) -> list[int]:
-    """Fail the RUNNING trials whose worker died and re-queue them; their numbers."""
-    optuna.storages.fail_stale_trials(study)  # RDB storages: Optuna's own heartbeat
-    retry = Retry(max_retry=MAX_RETRY)
-    failed = []
+    """Fail the RUNNING trials whose worker died and re-queue them; their numbers.
+
+    A worker is dead when it is a process of this host that no longer exists, or (RDB) when
+    Optuna's heartbeat, timed by the database server's clock, is older than the grace period,
+    or (journal) when its own heartbeat is. Each failed trial says why in ``fail_reason``.
+    """
     now = time.time()
+    rdb = isinstance(storage, RDBStorage) and storage.get_heartbeat_interval() is not None
+    stale: dict[int, str] = {}
+    if rdb:  # Optuna's heartbeat: what optuna.storages.fail_stale_trials looks at
+        for trial_id in storage._get_stale_trial_ids(study._study_id):
+            stale[trial_id] = f"worker silent for over {grace:.0f} s (no heartbeat)"
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial._trial_id in stale:
+            continue
         identity = trial.system_attrs.get(WORKER_KEY)
         beat = trial.system_attrs.get(BEAT_KEY, now)
         if identity is None:  # claimed, and its worker not yet known
             started = trial.datetime_start.timestamp() if trial.datetime_start else now
             if now - started <= grace:
                 continue
-            reason = "worker never started the trial"
+            stale[trial._trial_id] = "worker never started the trial"
         elif is_dead(identity):
-            reason = f"worker {identity.rsplit(':', 1)[0]} died"
-        elif now - beat > grace:
-            reason = f"worker {identity.rsplit(':', 1)[0]} silent for {now - beat:.0f} s"
-        else:
-            continue
+            stale[trial._trial_id] = f"worker {identity.rsplit(':', 1)[0]} died"
+        elif not rdb and now - beat > grace:
+            stale[trial._trial_id] = (
+                f"worker {identity.rsplit(':', 1)[0]} silent for {now - beat:.0f} s"
+            )
+    retry = Retry(max_retry=MAX_RETRY)
+    failed = []
+    for trial_id, reason in stale.items():
+        trial = storage.get_trial(trial_id)
         if len(trial.system_attrs.get("retry_history", [])) >= MAX_RETRY:
             reason += f"; not re-queued again (already retried {MAX_RETRY} times)"
         else:
             reason += "; re-queued"
         try:
-            storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
-            if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+            storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+            if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another process got there first
-        retry(study, storage.get_trial(trial._trial_id))
+        retry(study, storage.get_trial(trial_id))
         failed.append(trial.number)
     return failed
 

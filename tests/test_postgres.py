@@ -16,7 +16,9 @@ from optuna.trial import TrialState
 from pg import PASSWORD, postgres  # noqa: F401
 from test_search import slow_experiment, wait_for, write_experiment
 
-from search.storage import open_storage, planning_lock
+from search.config import load_experiment
+from search.runner import _plan, open_study
+from search.storage import BEAT_KEY, WORKER_KEY, claim_waiting, open_storage, planning_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -134,6 +136,48 @@ def test_worker_killed_mid_trial_is_taken_over(postgres, tmp_path):  # noqa: F81
     assert retry[0].params == victim.params
     assert retry[0].user_attrs["seed"] == victim.user_attrs["seed"]
     assert "fail_reason" not in retry[0].user_attrs
+
+
+def test_trial_of_a_silent_machine_is_taken_over(postgres, tmp_path):  # noqa: F811
+    """A trial claimed by a machine elsewhere whose Optuna heartbeat stopped 5 minutes ago (by
+    the database server's clock): a worker fails it, saying so, and re-runs it."""
+    import sqlalchemy
+
+    url = postgres.url(postgres.create_database())
+    path = write_experiment(tmp_path / "e.toml", "silent", n_trials=3, n_jobs=1, epochs=3)
+    storage = open_storage(url)
+    exp = load_experiment(path)
+    with planning_lock(storage, "silent"):
+        study = open_study(exp, storage)
+        _plan(exp, study, storage, echo=lambda line: None)
+    trial_id = claim_waiting(study, storage)  # "machine B" takes a trial ...
+    storage.set_trial_system_attr(trial_id, WORKER_KEY, "machine-b:4242:99")
+    storage.set_trial_system_attr(trial_id, BEAT_KEY, time.time())
+    storage.record_heartbeat(trial_id)
+    with storage.engine.begin() as conn:  # ... and has been silent for 5 minutes
+        conn.execute(
+            sqlalchemy.text(
+                "UPDATE trial_heartbeats SET heartbeat = heartbeat - interval '5 minutes'"
+            )
+        )
+    r = subprocess.run(
+        [sys.executable, "-m", "search.cli", "worker", "--storage", url, "--study", "silent"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    study = load(url, "silent")
+    assert_every_slot_complete_once(study, 3)
+    silent = study.trials[storage.get_trial(trial_id).number]
+    assert silent.state == TrialState.FAIL
+    assert silent.user_attrs["fail_reason"] == (
+        "worker silent for over 60 s (no heartbeat); re-queued"
+    )
+    retry = [t for t in study.trials if t.system_attrs.get("failed_trial") == silent.number]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
+    assert retry[0].params == silent.system_attrs["fixed_params"]  # as enqueued for its slot
+    assert retry[0].user_attrs["seed"] == silent.user_attrs["seed"]
+    assert WORKER_KEY in retry[0].system_attrs  # its own worker's, not machine B's
+    assert not retry[0].system_attrs[WORKER_KEY].startswith("machine-b:")
 
 
 def test_worker_joins_a_study_and_runs_its_waiting_trials(postgres, tmp_path):  # noqa: F811
