@@ -201,9 +201,9 @@ def test_exception_inside_a_trial_is_stored_with_its_traceback(tmp_path):
     path = tmp_path / "e.toml"
     path.write_text(
         '[study]\nname = "oom"\nn_trials = 6\nn_jobs = 2\nseed = 1\n[data]\ndataset = "digits"\n'
-        "[train]\nepochs = 3\n[space]\nhidden_layers = 2\nunits = [16, 40000]\n"
+        "[train]\nepochs = 3\n[space]\nhidden_layers = 2\nunits = [16, 60000]\n"
     )
-    limit = 3 << 30  # 3 GiB: two layers of 40000 units need 6 GiB
+    limit = 8 << 30  # 8 GiB: two layers of 60000 units need 13 GiB; the rest well under 1 GiB
 
     def limited():
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -218,7 +218,7 @@ def test_exception_inside_a_trial_is_stored_with_its_traceback(tmp_path):
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(failed) + len(complete) == 6 and failed and complete
     for t in study.trials:
-        big = t.params["units_1"] == t.params["units_2"] == 40000
+        big = t.params["units_1"] == t.params["units_2"] == 60000
         assert (t.state == TrialState.FAIL) == big
     for t in failed:
         assert t.user_attrs["fail_reason"].startswith("MemoryError: Unable to allocate")
