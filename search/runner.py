@@ -110,8 +110,9 @@ def run_study(
         )
         _work(executor, exp, url, study, storage, n_trials, echo, hint)
         write_table(study, folder)
-    except OSError as err:
-        raise RunError(_stopped(err, study, url, hint)) from None
+    except Exception as err:
+        _raise_run_error(err, study, url, hint)
+        raise
     finally:
         if executor is not None:
             executor.shutdown(wait=True, kill_workers=True)
@@ -169,8 +170,9 @@ def join_study(
     executor = _start_workers(exp)
     try:
         ran = _work(executor, exp, storage_url, study, storage, n_trials, echo, hint)
-    except OSError as err:
-        raise RunError(_stopped(err, study, storage_url, hint)) from None
+    except Exception as err:
+        _raise_run_error(err, study, storage_url, hint)
+        raise
     finally:
         executor.shutdown(wait=True, kill_workers=True)
     echo(f"study {study_name}: {_finished(study)} of {n_trials} trials finished; {ran} ran here")
@@ -242,19 +244,35 @@ def write_table(study: optuna.Study, folder: Path) -> None:
         raise
 
 
-def _stopped(err: OSError, study: optuna.Study | None, url: str, hint: str) -> str:
-    """One line for an OSError that stopped a run (disk full, folder gone or read-only)."""
-    where = err.filename or mask(url)
-    kept = ""
+def _raise_run_error(err: Exception, study: optuna.Study | None, url: str, hint: str) -> None:
+    """Raise RunError (one line) for a full disk or a lost database; return for anything else.
+
+    The exception may come from a worker process: loky re-raises it here.
+    """
+    if isinstance(err, OSError):
+        problem = f"{err.strerror or err}: {err.filename or mask(url)}"
+        advice = "fix it (e.g. free disk space)"
+    elif _is_storage_error(err):
+        cause = err.__cause__ if _is_storage_error(err.__cause__) else err
+        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        problem = f"lost the storage {mask(url)}: {first}"
+        advice = "when the database is back"
+    else:
+        return
+    kept = f"finished trials are kept in {mask(url)}"
     if study is not None:
         try:
-            kept = f"{_finished(study)} finished trials are kept in {mask(url)}; "
-        except Exception:  # the storage itself is unreachable; it was intact when last written
-            kept = f"finished trials are kept in {mask(url)}; "
-    return (
-        f"cannot write {where}: {err.strerror or err}; {kept}"
-        f"fix it (e.g. free disk space) and resume with: {hint}"
-    )
+            kept = f"{_finished(study)} {kept}"
+        except Exception:  # unreachable now; it held every trial when last written
+            pass
+    raise RunError(f"{problem}; {kept}; {advice}, resume with: {hint}") from None
+
+
+def _is_storage_error(err: BaseException | None) -> bool:
+    """An error of the database connection (SQLAlchemy, its driver, Optuna's wrapper)."""
+    if isinstance(err, optuna.exceptions.StorageInternalError):
+        return True
+    return any(c.__module__.split(".")[0] in ("sqlalchemy", "psycopg2") for c in type(err).__mro__)
 
 
 def _queue(study: optuna.Study) -> tuple[int, int]:
@@ -491,8 +509,8 @@ def _stop(executor, study: optuna.Study, storage: optuna.storages.BaseStorage) -
     executor.shutdown(wait=True, kill_workers=True)
     try:
         fail_stale(study, storage)
-    except OSError:
-        pass  # a full disk: the next run re-queues them (their workers are dead)
+    except Exception:  # a full disk, a lost database: the next run re-queues them
+        pass
 
 
 _QUIET_TRACKER = "ignore:resource_tracker:UserWarning"

@@ -66,6 +66,28 @@ class Server:
     def url(self, database: str, password: str = PASSWORD) -> str:
         return f"postgresql+psycopg2://{USER}:{password}@127.0.0.1:{self.port}/{database}"
 
+    def start(self) -> None:
+        """Start (or restart) the server on its port; raises if it does not come up."""
+        options = (
+            f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        subprocess.run(
+            _as_server_user(
+                [str(server_binaries() / "pg_ctl"), "-D", str(self.folder / "data"),
+                 "-o", options, "-l", str(self.folder / "log"), "-w", "-t", "60", "start"]
+            ),
+            check=True, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        """Stop the server at once, as a crash would (its data stays for :meth:`start`)."""
+        subprocess.run(
+            _as_server_user([str(server_binaries() / "pg_ctl"), "-D", str(self.folder / "data"),
+                             "-m", "immediate", "-w", "stop"]),
+            capture_output=True, timeout=60,
+        )  # fmt: skip
+
     def create_database(self) -> str:
         """A new empty database; its name."""
         import psycopg2
@@ -121,29 +143,13 @@ def start_server() -> Server:
         ),
         **run,
     )  # fmt: skip
-    port = _free_port()
-    options = (
-        f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off "
-        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-    )
-    subprocess.run(
-        _as_server_user(
-            [str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options,
-             "-l", str(folder / "log"), "-w", "-t", "60", "start"]
-        ),
-        **run,
-    )  # fmt: skip
-    return Server(port, folder)
+    server = Server(_free_port(), folder)
+    server.start()
+    return server
 
 
 def stop_server(server: Server) -> None:
-    bin_dir = server_binaries()
-    subprocess.run(
-        _as_server_user([str(bin_dir / "pg_ctl"), "-D", str(server.folder / "data"),
-                         "-m", "immediate", "-w", "stop"]),
-        capture_output=True,
-        timeout=60,
-    )  # fmt: skip
+    server.stop()
     shutil.rmtree(server.folder, ignore_errors=True)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
-from pg import PASSWORD, postgres  # noqa: F401
+from pg import PASSWORD, postgres, skip_reason, start_server, stop_server  # noqa: F401
 from test_search import slow_experiment, wait_for, write_experiment
 
 from search.config import load_experiment
@@ -256,6 +256,47 @@ def test_password_never_printed_or_written(postgres, tmp_path):  # noqa: F811
     for p in written:
         assert PASSWORD.encode() not in p.read_bytes(), p
     assert_every_slot_complete_once(load(url, "secret"), 4)
+
+
+def test_database_lost_mid_run_is_one_line_and_resumable(tmp_path):
+    """The server stops mid-study (its own server here, stopped as by a crash): one line,
+    exit 1, no password; once it is back the same command finishes, losing nothing."""
+    if skip_reason():
+        pytest.skip(skip_reason())
+    server = start_server()
+    try:
+        url = server.url(server.create_database())
+        path = slow_experiment(tmp_path, "lost", n_trials=6)
+        results = tmp_path / "results"
+        proc = mlpsearch("run", str(path), "--storage", url, "--out", str(results), cwd=ROOT)
+
+        def finished():
+            return {t.number: t.value for t in load_trials(url, "lost") if t.value is not None}
+
+        before = wait_for(finished, timeout=120)
+        server.stop()
+        _, err = finish(proc, timeout=120)
+        assert proc.returncode == 1, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in err, err
+        assert lines[0].startswith(
+            f"mlpsearch: error: lost the storage postgresql+psycopg2://mlpsearch:***@127.0.0.1:"
+            f"{server.port}/"
+        )
+        assert "finished trials are kept" in lines[0] and "resume with: mlpsearch run" in lines[0]
+        assert PASSWORD not in err
+        server.start()
+        again = subprocess.run(
+            [sys.executable, "-m", "search.cli", "run", str(path), "--storage", url,
+             "--out", str(results)],
+            cwd=ROOT, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert again.returncode == 0, again.stderr
+        study = load(url, "lost")
+        assert_every_slot_complete_once(study, 6)
+        assert {t.number: t.value for t in study.trials if t.number in before} == before
+    finally:
+        stop_server(server)
 
 
 @pytest.mark.slow
