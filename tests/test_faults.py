@@ -15,7 +15,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,32 @@ from test_search import cli, load, running_worker, slow_experiment, wait_for, wr
 from search.storage import open_storage, planning_lock
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def process_tree(parents: list[int]):
+    """Collects ``{child pid: parent pid}`` of the given processes while they run, so that a
+    trial's ``pid`` (a loky worker) tells which parent ("machine") ran it."""
+    seen: dict[int, int] = {}
+    stop = threading.Event()
+
+    def watch():
+        while not stop.wait(0.1):
+            for stat in Path("/proc").glob("[0-9]*/stat"):
+                try:
+                    ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, ValueError, IndexError):
+                    continue
+                if ppid in parents:
+                    seen[int(stat.parent.name)] = ppid
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join()
 
 
 def values(study: optuna.Study) -> dict[int, float]:
@@ -269,8 +297,8 @@ def load_journal(journal: Path, name: str) -> optuna.Study:
 
 
 def test_two_runs_started_together_on_one_journal(tmp_path):
-    # trials of about half a second, so that the second parent's worker is up in time
-    path = write_experiment(tmp_path / "e.toml", "pair", n_trials=6, n_jobs=1, epochs=100)
+    # two workers each: one BLAS thread per worker process (cpu_count // n_jobs on 2 cores)
+    path = write_experiment(tmp_path / "e.toml", "pair", n_trials=8, n_jobs=2, epochs=100)
     journal = tmp_path / "shared" / "journal.log"
     procs = [
         subprocess.Popen(
@@ -292,13 +320,14 @@ def test_two_runs_started_together_on_one_journal(tmp_path):
         )  # fmt: skip
         for i in (1, 2)
     ]
-    for p in procs:
-        _, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err
+    with process_tree([p.pid for p in procs]) as tree:
+        for p in procs:
+            _, err = p.communicate(timeout=300)
+            assert p.returncode == 0, err
     study = load_journal(journal, "pair")
-    assert len(study.trials) == 6  # nothing enqueued twice
-    assert complete_slots(study) == list(range(6))
-    assert len({t.user_attrs["pid"] for t in study.trials}) == 2
+    assert len(study.trials) == 8  # nothing enqueued twice
+    assert complete_slots(study) == list(range(8))
+    assert {tree.get(t.user_attrs["pid"]) for t in study.trials} == {p.pid for p in procs}
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 from pg import PASSWORD, postgres, skip_reason, start_server, stop_server  # noqa: F401
+from test_faults import process_tree
 from test_search import slow_experiment, wait_for, write_experiment
 
 from search.config import load_experiment
@@ -56,21 +57,24 @@ def assert_every_slot_complete_once(study: optuna.Study, n_trials: int) -> None:
 
 
 def test_two_runs_started_together_enqueue_each_slot_once(postgres, tmp_path):  # noqa: F811
+    # two workers each: one BLAS thread per worker process (cpu_count // n_jobs on 2 cores)
     url = postgres.url(postgres.create_database())
-    path = write_experiment(tmp_path / "e.toml", "together", n_trials=6, n_jobs=1, epochs=100)
+    path = write_experiment(tmp_path / "e.toml", "together", n_trials=8, n_jobs=2, epochs=100)
     procs = [
         mlpsearch("run", str(path), "--storage", url, "--out", str(tmp_path / f"m{i}"), cwd=ROOT)
         for i in (1, 2)
     ]  # two machines, started at the same moment
-    outs = [finish(p) for p in procs]
+    with process_tree([p.pid for p in procs]) as tree:
+        outs = [finish(p) for p in procs]
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err
     study = load(url, "together")
-    assert len(study.trials) == 6  # nothing enqueued twice
-    assert_every_slot_complete_once(study, 6)
-    assert len({t.user_attrs["pid"] for t in study.trials}) == 2  # both machines took trials
+    assert len(study.trials) == 8  # nothing enqueued twice
+    assert_every_slot_complete_once(study, 8)
+    machines = {tree.get(t.user_attrs["pid"]) for t in study.trials}
+    assert machines == {p.pid for p in procs}  # both machines took trials
     for i in (1, 2):  # each machine's table shows the whole study
-        assert len((tmp_path / f"m{i}" / "together" / "trials.csv").read_text().splitlines()) == 7
+        assert len((tmp_path / f"m{i}" / "together" / "trials.csv").read_text().splitlines()) == 9
 
 
 def test_planning_waits_for_the_lock(postgres, tmp_path):  # noqa: F811
@@ -100,13 +104,13 @@ def test_worker_killed_mid_trial_is_taken_over(postgres, tmp_path):  # noqa: F81
     url = postgres.url(postgres.create_database())
     path = slow_experiment(tmp_path, "takeover", n_trials=8)
     a = mlpsearch(
-        "run", str(path), "--storage", url, "--jobs", "1", "--out", str(tmp_path), cwd=ROOT
+        "run", str(path), "--storage", url, "--jobs", "2", "--out", str(tmp_path), cwd=ROOT
     )
     b = None
     try:
         wait_for(lambda: "takeover" in optuna.get_all_study_names(open_storage(url)))
         b = mlpsearch(
-            "worker", "--storage", url, "--study", "takeover", "--jobs", "1",
+            "worker", "--storage", url, "--study", "takeover", "--jobs", "2",
             cwd=ROOT, start_new_session=True,
         )  # fmt: skip
 
@@ -183,10 +187,10 @@ def test_trial_of_a_silent_machine_is_taken_over(postgres, tmp_path):  # noqa: F
 
 def test_worker_joins_a_study_and_runs_its_waiting_trials(postgres, tmp_path):  # noqa: F811
     url = postgres.url(postgres.create_database())
-    path = write_experiment(tmp_path / "e.toml", "joined", n_trials=8, n_jobs=1, epochs=40)
+    path = write_experiment(tmp_path / "e.toml", "joined", n_trials=8, n_jobs=2, epochs=40)
     a = mlpsearch("run", str(path), "--storage", url, "--out", str(tmp_path), cwd=ROOT)
     wait_for(lambda: load_trials(url, "joined"))
-    b = mlpsearch("worker", "--storage", url, "--study", "joined", "--jobs", "1", cwd=ROOT)
+    b = mlpsearch("worker", "--storage", url, "--study", "joined", "--jobs", "2", cwd=ROOT)
     out_b, err_b = finish(b)
     _, err_a = finish(a)
     assert a.returncode == 0, err_a
