@@ -150,6 +150,9 @@ class JournalBackend(JournalFileBackend):
                 except OSError as err:
                     os.ftruncate(fd, start)
                     raise OSError(err.errno, err.strerror, str(self.path)) from None
+                except BaseException:  # Ctrl-C between two partial writes: none of it
+                    os.ftruncate(fd, start)
+                    raise
             finally:
                 os.close(fd)
 
