@@ -575,20 +575,39 @@ def run_trial(
     objective: Objective,
     trial_id: int,
 ) -> None:
-    """Run one claimed trial and record how it ended; never raises for a trial's own failure."""
+    """Run one claimed trial and record how it ended; never raises for a trial's own failure.
+
+    A trial that another process failed as stale meanwhile (its worker looked dead: paused,
+    or cut off for longer than the grace period) is dropped: its retry runs it again.
+    """
+    try:
+        _run_claimed(study, storage, objective, trial_id)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass
+
+
+def _run_claimed(
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    objective: Objective,
+    trial_id: int,
+) -> None:
     heartbeat = Heartbeat(storage, trial_id)
     trial = optuna.Trial(study, trial_id)
     try:
         value = objective(trial, heartbeat)
     except optuna.TrialPruned:
         heartbeat.stop()
-        study.tell(trial, state=TrialState.PRUNED)
+        study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        heartbeat.stop()
+        raise
     except (Diverged, Exception) as err:  # the trial's own failure; the study goes on
         heartbeat.stop()
         if "fail_reason" not in trial.user_attrs:  # raised before the objective could say
             trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}")
             trial.set_user_attr("traceback", traceback.format_exc())
-        study.tell(trial, state=TrialState.FAIL)
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
     else:
         heartbeat.stop()
-        study.tell(trial, value)
+        study.tell(trial, value, skip_if_finished=True)

@@ -44,6 +44,7 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 
 HEARTBEAT_SECONDS = 5  # how often a running trial says it is alive
 GRACE_SECONDS = 60  # silence after which a trial of another host is taken for dead
+CLAIM_GRACE_SECONDS = 15  # a claimed trial's worker names itself within milliseconds
 MAX_RETRY = 3  # how often one configuration is re-queued after its worker died
 
 WORKER_KEY = "mlpsearch:worker"  # "host:pid:start" of the process running the trial
@@ -373,9 +374,9 @@ def fail_stale(
             continue
         identity = trial.system_attrs.get(WORKER_KEY)
         beat = trial.system_attrs.get(BEAT_KEY, now)
-        if identity is None:  # claimed, and its worker not yet known
+        if identity is None:  # claimed, and its worker not yet known (or it died naming itself)
             started = trial.datetime_start.timestamp() if trial.datetime_start else now
-            if now - started <= grace:
+            if now - started <= min(grace, CLAIM_GRACE_SECONDS):
                 continue
             stale[trial._trial_id] = "worker never started the trial"
         elif is_dead(identity):

@@ -26,7 +26,7 @@ import pytest
 from optuna.trial import TrialState
 from test_search import cli, load, running_worker, slow_experiment, wait_for, write_experiment
 
-from search.storage import open_storage, planning_lock
+from search.storage import fail_stale, open_storage, planning_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -104,6 +104,34 @@ def test_killed_machine_loses_no_finished_trial(tmp_path):
     assert complete_slots(study) == list(range(6))
     assert {n: v for n, v in values(study).items() if n in before} == before
     assert any("died" in t.user_attrs.get("fail_reason", "") for t in study.trials)
+
+
+def test_worker_paused_past_the_grace_period_drops_its_trial(tmp_path):
+    """A worker stopped (SIGSTOP: a suspended machine) until another process takes its trial
+    for dead and re-queues it; resumed, it drops that trial quietly and goes on."""
+    path = slow_experiment(tmp_path, "paused", n_trials=6)
+    results = tmp_path / "r"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "search.cli", "run", str(path), "--out", str(results)],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        victim, pid = wait_for(lambda: running_worker(results, "paused"))
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(1.5)  # no heartbeat for longer than the (here short) grace period
+        storage = open_storage(f"journal:{results / 'paused' / 'journal.log'}")
+        study = optuna.load_study(study_name="paused", storage=storage)
+        assert victim.number in fail_stale(study, storage, grace=1.0)
+        os.kill(pid, signal.SIGCONT)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert err == ""
+    study = load(results, "paused")
+    assert complete_slots(study) == list(range(6))
+    dropped = study.trials[victim.number]
+    assert dropped.state == TrialState.FAIL and "silent" in dropped.user_attrs["fail_reason"]
 
 
 def test_results_path_through_a_file_is_refused(tmp_path):
