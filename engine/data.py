@@ -367,7 +367,9 @@ def _load_prepared(folder: Path) -> Dataset:
     """Memory-map a prepared dataset folder (read-only)."""
     try:
         meta = json.loads((folder / "meta.json").read_text())
-        arrays = {p: np.load(folder / f"{p}.npy", mmap_mode="r") for p in _PARTS}
+        arrays = {
+            p: np.load(folder / f"{p}.npy", mmap_mode="r", allow_pickle=False) for p in _PARTS
+        }
     except (OSError, ValueError) as e:
         raise DataError(f"{folder}: damaged prepared dataset ({e}); delete the folder") from None
     return Dataset(
@@ -460,7 +462,8 @@ def _file_identity(path: Path | str) -> list:
 
 
 def _read_digits() -> _Raw:
-    with resources.files("engine").joinpath("digits.npz").open("rb") as f, np.load(f) as z:
+    digits = resources.files("engine").joinpath("digits.npz")
+    with digits.open("rb") as f, np.load(f, allow_pickle=False) as z:
         X, y = z["X"], z["y"].astype(np.int64)
     rest, test = stratified_split(y, TEST_FRACTION, np.random.default_rng(TEST_SEED))
     return _Raw(
