@@ -50,7 +50,7 @@ from search.storage import (
 )
 
 MAX_RESTARTS = 3  # worker pools rebuilt after a worker died, per run
-IDLE_POLL_SECONDS = 1.0  # how often an idle worker looks for re-queued trials
+IDLE_POLL_SECONDS = 0.2  # how often an idle worker looks for re-queued trials
 
 
 class Interrupted(Exception):
@@ -490,7 +490,7 @@ def _run_workers(
     ran = 0
     try:
         while pending:
-            done, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
+            done, pending = wait(pending, timeout=0.25, return_when=FIRST_EXCEPTION)
             progress.update(study.get_trials(deepcopy=False))
             for future in done:
                 ran += future.result()  # a worker's own exception: OSError or a bug
