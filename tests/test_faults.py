@@ -24,7 +24,15 @@ import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
-from test_search import cli, load, running_worker, slow_experiment, wait_for, write_experiment
+from test_search import (
+    cli,
+    load,
+    running_worker,
+    slow_experiment,
+    start,
+    wait_for,
+    write_experiment,
+)
 
 from search.storage import fail_stale, open_storage, planning_lock
 
@@ -78,13 +86,10 @@ def test_killed_machine_loses_no_finished_trial(tmp_path):
     command then finishes the study, and every trial finished before the kill is kept."""
     path = slow_experiment(tmp_path, "crash", n_trials=6)
     results = tmp_path / "r"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "search.cli", "run", str(path), "--out", str(results)],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = start(
+        "run", str(path), "--out", str(results), cwd=tmp_path,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
     try:
 
         def one_done_and_one_running():
@@ -111,10 +116,7 @@ def test_worker_paused_past_the_grace_period_drops_its_trial(tmp_path):
     for dead and re-queues it; resumed, it drops that trial quietly and goes on."""
     path = slow_experiment(tmp_path, "paused", n_trials=6)
     results = tmp_path / "r"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "search.cli", "run", str(path), "--out", str(results)],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    proc = start("run", str(path), "--out", str(results), cwd=tmp_path)
     try:
         victim, pid = wait_for(lambda: running_worker(results, "paused"))
         os.kill(pid, signal.SIGSTOP)
@@ -307,10 +309,9 @@ def test_journal_planning_waits_for_the_lock(tmp_path):
     journal = tmp_path / "j" / "journal.log"
     storage = open_storage(f"journal:{journal}")
     with planning_lock(storage, "wait"):
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "search.cli", "run", str(path), "--storage",
-             f"journal:{journal}", "--out", str(tmp_path / "r")],
-            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        proc = start(
+            "run", str(path), "--storage", f"journal:{journal}", "--out", str(tmp_path / "r"),
+            cwd=tmp_path,
         )  # fmt: skip
         time.sleep(4)
         assert proc.poll() is None
@@ -329,22 +330,14 @@ def test_two_runs_started_together_on_one_journal(tmp_path):
     path = write_experiment(tmp_path / "e.toml", "pair", n_trials=8, n_jobs=2, epochs=100)
     journal = tmp_path / "shared" / "journal.log"
     procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "search.cli",
-                "run",
-                str(path),
-                "--storage",
-                f"journal:{journal}",
-                "--out",
-                str(tmp_path / f"m{i}"),
-            ],
+        start(
+            "run",
+            str(path),
+            "--storage",
+            f"journal:{journal}",
+            "--out",
+            str(tmp_path / f"m{i}"),
             cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
         )  # fmt: skip
         for i in (1, 2)
     ]

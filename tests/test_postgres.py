@@ -16,23 +16,13 @@ from optuna.trial import TrialState
 from pg import PASSWORD, postgres, skip_reason, start_server, stop_server  # noqa: F401
 from test_faults import process_tree
 from test_search import slow_experiment, wait_for, write_experiment
+from test_search import start as mlpsearch
 
 from search.config import load_experiment
 from search.runner import _plan, open_study
 from search.storage import BEAT_KEY, WORKER_KEY, claim_waiting, open_storage, planning_lock
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def mlpsearch(*args: str, cwd: Path, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "search.cli", *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **kwargs,
-    )
 
 
 def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[str, str]:

@@ -52,6 +52,12 @@ def cli(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
     )
 
 
+def start(*args: str, cwd: Path, **kwargs) -> subprocess.Popen:
+    """``mlpsearch ARGS`` started in the background (output captured unless told otherwise)."""
+    options = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **kwargs}
+    return subprocess.Popen([sys.executable, "-m", "search.cli", *args], cwd=cwd, **options)
+
+
 def configs(study: optuna.Study) -> dict[int, tuple]:
     """slot -> (params, seed) of every finished trial."""
     return {
@@ -168,13 +174,7 @@ def running_worker(results: Path, name: str):
 def test_killed_worker_trial_is_rerun_with_the_same_parameters_and_seed(tmp_path):
     path = slow_experiment(tmp_path, "kill", n_trials=6)
     results = tmp_path / "r"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "search.cli", "run", str(path), "--out", str(results)],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start("run", str(path), "--out", str(results), cwd=tmp_path)
     try:
         victim, pid = wait_for(lambda: running_worker(results, "kill"))
         os.kill(pid, signal.SIGKILL)
@@ -201,13 +201,7 @@ def test_killed_worker_trial_is_rerun_with_the_same_parameters_and_seed(tmp_path
 def test_ctrl_c_exits_130_and_keeps_finished_trials(tmp_path):
     path = slow_experiment(tmp_path, "stop", n_trials=8)
     results = tmp_path / "r"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "search.cli", "run", str(path), "--out", str(results)],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start("run", str(path), "--out", str(results), cwd=tmp_path)
 
     def finished():
         found = running_worker(results, "stop")
