@@ -10,11 +10,11 @@ import ast
 import inspect
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_search import cli
 
 from search.config import dumps_toml
 from search.storage import mask
@@ -178,13 +178,7 @@ def base_study(tmp_path_factory) -> Path:
 
 
 def mlpsearch(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "search.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return cli(*args, cwd=cwd)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
