@@ -1,4 +1,4 @@
-"""Training one configuration outside a study: ``mlpsearch train`` and re-runs of a trial."""
+"""Training one configuration outside a study: ``mlpsearch train`` (a ``best.toml``)."""
 
 from __future__ import annotations
 
@@ -28,38 +28,26 @@ def fixed_config(exp: Experiment, data: Dataset, seed: int) -> dict[str, Any]:
 
 
 def train_config(
-    config: dict[str, Any],
-    data: Dataset,
-    *,
-    echo: Callable[[str], None] | None = None,
-    final: bool = False,
+    config: dict[str, Any], data: Dataset, *, echo: Callable[[str], None] | None = None
 ) -> Run:
-    """Train ``config`` (``{"model": ..., "train": ...}``) on ``data``.
-
-    With ``final``, train on train + validation and evaluate on the test part (validation
-    columns of the history then describe the test part: the only place it is used).
-    """
-    import numpy as np
-
+    """Train ``config`` (``{"model": ..., "train": ...}``) on ``data``'s training part."""
     model = MLP(**config["model"])
-    X_train, y_train, X_val, y_val = data.X_train, data.y_train, data.X_val, data.y_val
-    if final:
-        X_train = np.concatenate([data.X_train, data.X_val])
-        y_train = np.concatenate([data.y_train, data.y_val])
-        X_val, y_val = data.X_test, data.y_test
-        # early stopping on the test set would be selection on it: train the epochs as set
-        config = {**config, "train": {**config["train"], "patience": None}}
 
     def on_epoch(r: EpochRecord) -> None:
         if echo is not None:
-            name = "test" if final else "val"
             echo(
                 f"epoch {r.epoch:>3}  train loss {r.train_loss:.4f}  train error "
-                f"{r.train_error:.2%}  {name} error {r.val_error:.2%}  {r.seconds:.2f}s"
+                f"{r.train_error:.2%}  val error {r.val_error:.2%}  {r.seconds:.2f}s"
             )
 
     history = train(
-        model, X_train, y_train, X_val, y_val, TrainConfig(**config["train"]), callback=on_epoch
+        model,
+        data.X_train,
+        data.y_train,
+        data.X_val,
+        data.y_val,
+        TrainConfig(**config["train"]),
+        callback=on_epoch,
     )
     return Run(model, history, data, config)
 
