@@ -37,7 +37,7 @@ from search.config import ConfigError, Experiment, dumps_toml, parse_experiment
 from search.data import load_data
 from search.objective import engine_fingerprint
 from search.plots import describe
-from search.single import fixed_config
+from search.single import fit, fixed_config
 
 
 @dataclass
@@ -236,15 +236,7 @@ def train_best(config: dict[str, Any], data: Dataset) -> tuple[History, MLP]:
         if record.val_error < kept["error"]:  # strict: the earliest best epoch, as History
             kept["error"], kept["model"] = record.val_error, model.clone()
 
-    history = train(
-        model,
-        data.X_train,
-        data.y_train,
-        data.X_val,
-        data.y_val,
-        TrainConfig(**config["train"]),
-        callback=keep_best,
-    )
+    history = fit(model, config, data, keep_best)
     return history, kept["model"] or model
 
 

@@ -27,10 +27,29 @@ def fixed_config(exp: Experiment, data: Dataset, seed: int) -> dict[str, Any]:
     return trial_config(exp, values, seed, data.n_features, data.n_classes)
 
 
-def train_config(
-    config: dict[str, Any], data: Dataset, *, echo: Callable[[str], None] | None = None
+def fit(
+    model: MLP,
+    config: dict[str, Any],
+    data: Dataset,
+    callback: Callable[[EpochRecord], bool | None] | None = None,
+) -> History:
+    """Train ``model`` with ``config["train"]`` on ``data``'s training and validation parts."""
+    return train(
+        model,
+        data.X_train,
+        data.y_train,
+        data.X_val,
+        data.y_val,
+        TrainConfig(**config["train"]),
+        callback=callback,
+    )
+
+
+def train_experiment(
+    exp: Experiment, seed: int = 0, echo: Callable[[str], None] | None = None
 ) -> Run:
-    """Train ``config`` (``{"model": ..., "train": ...}``) on ``data``'s training part."""
+    data = load_data(exp)
+    config = fixed_config(exp, data, seed)
     model = MLP(**config["model"])
 
     def on_epoch(r: EpochRecord) -> None:
@@ -40,23 +59,7 @@ def train_config(
                 f"{r.train_error:.2%}  val error {r.val_error:.2%}  {r.seconds:.2f}s"
             )
 
-    history = train(
-        model,
-        data.X_train,
-        data.y_train,
-        data.X_val,
-        data.y_val,
-        TrainConfig(**config["train"]),
-        callback=on_epoch,
-    )
-    return Run(model, history, data, config)
-
-
-def train_experiment(
-    exp: Experiment, seed: int = 0, echo: Callable[[str], None] | None = None
-) -> Run:
-    data = load_data(exp)
-    return train_config(fixed_config(exp, data, seed), data, echo=echo)
+    return Run(model, fit(model, config, data, on_epoch), data, config)
 
 
 class _FixedTrial:
