@@ -1,13 +1,12 @@
 """mlpsearch engine: a verified, fast multi-layer perceptron in numpy (numpy + stdlib only)."""
 
-from engine.activations import ACTIVATIONS, Activation, get_activation
-from engine.data import DataError, Dataset, load_dataset
-from engine.gradcheck import gradcheck
-from engine.initializers import INITIALIZERS, get_initializer
-from engine.losses import softmax_cross_entropy
-from engine.network import MLP
-from engine.optimizers import OPTIMIZERS, SCHEDULES, Optimizer, make_optimizer
-from engine.training import Diverged, EpochRecord, History, TrainConfig, Trainer, train
+from .activations import ACTIVATIONS, Activation, get_activation
+from .gradcheck import gradcheck
+from .initializers import INITIALIZERS, get_initializer
+from .losses import softmax_cross_entropy
+from .network import MLP
+from .optimizers import OPTIMIZERS, SCHEDULES, Optimizer, make_optimizer
+from .training import Diverged, EpochRecord, History, TrainConfig, Trainer, train
 
 __all__ = [
     "ACTIVATIONS",

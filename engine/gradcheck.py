@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.network import MLP
+from .network import MLP
 
 __all__ = ["gradcheck"]
 

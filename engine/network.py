@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.activations import Activation, get_activation
-from engine.initializers import get_initializer
-from engine.losses import FusedSoftmaxCE
+from .activations import Activation, get_activation
+from .initializers import get_initializer
+from .losses import FusedSoftmaxCE
 
 __all__ = ["MLP"]
 

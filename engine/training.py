@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.network import MLP
-from engine.optimizers import OPTIMIZERS, SCHEDULES, Momentum, make_optimizer
+from .network import MLP
+from .optimizers import OPTIMIZERS, SCHEDULES, Momentum, make_optimizer
 
 __all__ = ["Diverged", "EpochRecord", "History", "TrainConfig", "Trainer", "train"]
 

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib import resources
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
+from mlpsearch import __version__
+from mlpsearch.errors import UsageError
+
 DEFAULT_EXPERIMENT = "digits_random"
-
-
-class UsageError(Exception):
-    """Bad input: printed as one line, exit code 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,22 +42,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(err: Exception) -> int:
-    from engine.data import DataError
-    from search.config import ConfigError
-    from search.runner import Interrupted, RunError
-    from search.storage import mask
+    from mlpsearch.errors import exit_code
+    from mlpsearch.storage import mask
 
+    code = exit_code(err)
+    if code is None:
+        raise err
     message = mask(" ".join(str(err).split()))  # one line, whatever the message held
-    if isinstance(err, Interrupted):
-        print(f"\nmlpsearch: {message}", file=sys.stderr)
-        return 130
-    if isinstance(err, UsageError | ConfigError | DataError):
-        print(f"mlpsearch: error: {message}", file=sys.stderr)
-        return 2
-    if isinstance(err, RunError):
-        print(f"mlpsearch: error: {message}", file=sys.stderr)
-        return 1
-    raise err
+    print(f"\nmlpsearch: {message}" if code == 130 else f"mlpsearch: error: {message}",
+          file=sys.stderr)  # fmt: skip
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mlpsearch",
         description="Hyperparameter search for a numpy multi-layer perceptron.",
     )
+    parser.add_argument("--version", action="version", version=f"mlpsearch {__version__}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
 
     run = sub.add_parser(
@@ -135,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Other modules add their subcommands here: each entry takes the subparsers object.
 def _results_commands(sub: argparse._SubParsersAction) -> None:
-    from search.results_cli import register  # report, compare, rerun
+    from mlpsearch.results_cli import register  # report, compare, rerun
 
     register(sub)
 
@@ -144,14 +138,16 @@ _EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_results_
 
 
 def find_experiment(name: str) -> Path:
-    """A path as given, else ``experiments/<name>.toml`` of this checkout."""
+    """A path as given, else a shipped experiment by name (``digits_random``)."""
     path = Path(name)
     if path.is_file():
         return path
-    for candidate in (EXPERIMENTS / name, EXPERIMENTS / f"{name}.toml"):
+    shipped = resources.files("mlpsearch.experiments")
+    for candidate in (shipped / name, shipped / f"{name}.toml"):
         if candidate.is_file():
-            return candidate
-    raise UsageError(f"experiment file not found: {name}")
+            return Path(str(candidate))
+    names = sorted(p.name[: -len(".toml")] for p in shipped.iterdir() if p.name.endswith(".toml"))
+    raise UsageError(f"experiment file not found: {name} (shipped: {', '.join(names)})")
 
 
 def _checked_int(value: int | None, flag: str, low: int) -> int | None:
@@ -161,9 +157,9 @@ def _checked_int(value: int | None, flag: str, low: int) -> int | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from search.config import load_experiment
-    from search.runner import run_study
-    from search.storage import mask
+    from mlpsearch.config import load_experiment
+    from mlpsearch.runner import run_study
+    from mlpsearch.storage import mask
 
     exp = load_experiment(find_experiment(args.experiment))
     exp = exp.replace_study(
@@ -179,8 +175,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from search.runner import join_study
-    from search.storage import mask
+    from mlpsearch.runner import join_study
+    from mlpsearch.storage import mask
 
     jobs = _checked_int(args.jobs, "--jobs", 1)
     if jobs is not None and jobs > 64:
@@ -191,8 +187,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from search.config import load_experiment
-    from search.single import train_experiment
+    from mlpsearch.config import load_experiment
+    from mlpsearch.single import train_experiment
 
     exp = load_experiment(find_experiment(args.experiment))
     seed = args.seed if args.seed is not None else exp.study.seed
@@ -214,7 +210,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_gradcheck(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from engine import ACTIVATIONS, MLP, gradcheck
+    from mlpsearch.engine import ACTIVATIONS, MLP, gradcheck
 
     if not 1 <= args.layers <= 8:
         raise UsageError(f"--layers: {args.layers} is out of range; allowed: 1 to 8")

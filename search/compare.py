@@ -11,8 +11,8 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial
 
-from search.config import ConfigError
-from search.plots import _style, curves_figure, save
+from mlpsearch.errors import ConfigError
+from mlpsearch.plots import _style, curves_figure, save
 
 
 @dataclass(frozen=True)

@@ -21,16 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine import ACTIVATIONS, INITIALIZERS, OPTIMIZERS, SCHEDULES
+from mlpsearch.errors import ConfigError
+from mlpsearch.engine import ACTIVATIONS, INITIALIZERS, OPTIMIZERS, SCHEDULES
 
 SAMPLERS = ("random", "grid", "tpe", "qmc")
 PRUNERS = ("none", "median", "hyperband")
 SCALES = ("unit", "standard")
 MAX_HIDDEN_LAYERS = 8
-
-
-class ConfigError(ValueError):
-    """A bad experiment file or option; the message is one line meant for the user."""
 
 
 # --- the search space ------------------------------------------------------------------------

@@ -6,8 +6,8 @@ workers share the pages the parent prepared instead of each reading and holding 
 
 from __future__ import annotations
 
-from engine.data import Dataset, load_dataset
-from search.config import Experiment
+from mlpsearch.engine.data import Dataset, load_dataset
+from mlpsearch.config import Experiment
 
 
 def load_data(exp: Experiment) -> Dataset:

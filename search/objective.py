@@ -13,11 +13,11 @@ from typing import Any
 
 import optuna
 
-import engine
-from engine import MLP, Diverged, EpochRecord, TrainConfig, train
-from engine.data import Dataset
-from search.config import Experiment
-from search.space import slot_seed, suggest, trial_config
+import mlpsearch.engine as engine
+from mlpsearch.engine import MLP, Diverged, EpochRecord, TrainConfig, train
+from mlpsearch.engine.data import Dataset
+from mlpsearch.config import Experiment
+from mlpsearch.space import slot_seed, suggest, trial_config
 
 
 class Objective:

@@ -40,7 +40,7 @@ from optuna.distributions import (  # noqa: E402
 )
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
-from engine import ACTIVATIONS  # noqa: E402
+from mlpsearch.engine import ACTIVATIONS  # noqa: E402
 
 DPI = 100
 TOP_CURVES = 6  # learning curves drawn in curves.png

@@ -17,8 +17,8 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from search.plots import PLOTS, describe, write_plots
-from search.tables import write_trials_csv
+from mlpsearch.plots import PLOTS, describe, write_plots
+from mlpsearch.tables import write_trials_csv
 
 TOP = 10
 

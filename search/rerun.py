@@ -31,13 +31,14 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from engine import MLP, EpochRecord, History, TrainConfig, train
-from engine.data import Dataset
-from search.config import ConfigError, Experiment, dumps_toml, parse_experiment
-from search.data import load_data
-from search.objective import engine_fingerprint
-from search.plots import describe
-from search.single import fit, fixed_config
+from mlpsearch.engine import MLP, EpochRecord, History, TrainConfig, train
+from mlpsearch.engine.data import Dataset
+from mlpsearch.config import Experiment, dumps_toml, parse_experiment
+from mlpsearch.errors import ConfigError
+from mlpsearch.data import load_data
+from mlpsearch.objective import engine_fingerprint
+from mlpsearch.plots import describe
+from mlpsearch.single import fit, fixed_config
 
 
 @dataclass

@@ -93,8 +93,8 @@ def _storage_options(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from search.config import ConfigError
-    from search.report import write_report
+    from mlpsearch.errors import ConfigError
+    from mlpsearch.report import write_report
 
     if args.top < 1:
         raise ConfigError(f"--top: {args.top} must be >= 1")
@@ -104,8 +104,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from search.compare import compare
-    from search.config import ConfigError
+    from mlpsearch.compare import compare
+    from mlpsearch.errors import ConfigError
 
     items = list(args.items)
     if args.study_name or args.storage:  # then a leading non-number is a results folder
@@ -123,8 +123,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_rerun(args: argparse.Namespace) -> int:
-    from search.config import ConfigError
-    from search.rerun import rerun
+    from mlpsearch.errors import ConfigError
+    from mlpsearch.rerun import rerun
 
     if args.seeds < 0:
         raise ConfigError(f"--seeds: {args.seeds} must be >= 0")
@@ -153,8 +153,8 @@ def open_results(
     """
     import optuna
 
-    from search.config import ConfigError
-    from search.storage import mask, open_storage
+    from mlpsearch.errors import ConfigError
+    from mlpsearch.storage import mask, open_storage
 
     if storage_url:
         if not study_name:
@@ -184,7 +184,7 @@ def open_results(
 
 
 def _find_folder(study_arg: str, out: Path) -> Path:
-    from search.config import ConfigError
+    from mlpsearch.errors import ConfigError
 
     folder = Path(study_arg)
     if folder.is_dir():
@@ -206,7 +206,7 @@ def _name_in(folder: Path) -> str:
 
 def _url_in(folder: Path) -> str:
     """The storage of the study in ``folder``: its journal, else what experiment.toml says."""
-    from search.config import ConfigError
+    from mlpsearch.errors import ConfigError
 
     journal = folder / "journal.log"
     if journal.is_file():

@@ -9,7 +9,7 @@ many workers ran them. The parent watches the storage to show progress.
 
 Several machines share one study through one storage (PostgreSQL): each runs ``mlpsearch run``
 with the same experiment, or ``mlpsearch worker``, which only joins. Planning happens under a
-lock (:func:`search.storage.planning_lock`), so parents started together enqueue each slot
+lock (:func:`mlpsearch.storage.planning_lock`), so parents started together enqueue each slot
 once; workers stay until no trial is waiting or running anywhere, so that they take over the
 trials of a machine that died.
 """
@@ -32,14 +32,15 @@ from joblib.externals.loky import get_reusable_executor
 from joblib.externals.loky.process_executor import BrokenProcessPool
 from optuna.trial import FrozenTrial, TrialState
 
-from engine import Diverged
-from engine.data import Dataset
-from search import space
-from search.config import ConfigError, Experiment, parse_experiment
-from search.data import load_data
-from search.objective import Objective
-from search.progress import Progress
-from search.storage import (
+from mlpsearch.engine import Diverged
+from mlpsearch.engine.data import Dataset
+from mlpsearch import space
+from mlpsearch.config import Experiment, parse_experiment
+from mlpsearch.errors import ConfigError, Interrupted, RunError
+from mlpsearch.data import load_data
+from mlpsearch.objective import Objective
+from mlpsearch.progress import Progress
+from mlpsearch.storage import (
     Heartbeat,
     claim_waiting,
     default_url,
@@ -51,14 +52,6 @@ from search.storage import (
 
 MAX_RESTARTS = 3  # worker pools rebuilt after a worker died, per run
 IDLE_POLL_SECONDS = 0.2  # how often an idle worker looks for re-queued trials
-
-
-class Interrupted(Exception):
-    """Ctrl-C: finished trials are kept; the message says how to resume."""
-
-
-class RunError(Exception):
-    """The run cannot go on (disk full, database gone); finished trials are kept. One line."""
 
 
 @dataclass(frozen=True)
@@ -235,7 +228,7 @@ def _work(
 
 def write_table(study: optuna.Study, folder: Path) -> None:
     """``folder/trials.csv``; a failed write leaves no partial file (OSError raised)."""
-    from search.tables import write_trials_csv  # pandas: only the parent needs it
+    from mlpsearch.tables import write_trials_csv  # pandas: only the parent needs it
 
     try:
         write_trials_csv(study, folder / "trials.csv")

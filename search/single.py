@@ -6,11 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from engine import MLP, EpochRecord, History, TrainConfig, train
-from engine.data import Dataset
-from search.config import ConfigError, Experiment
-from search.data import load_data
-from search.space import suggest, trial_config
+from mlpsearch.engine import MLP, EpochRecord, History, TrainConfig, train
+from mlpsearch.engine.data import Dataset
+from mlpsearch.config import Experiment
+from mlpsearch.errors import ConfigError
+from mlpsearch.data import load_data
+from mlpsearch.space import suggest, trial_config
 
 
 @dataclass

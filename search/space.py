@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from search.config import Choice, Experiment, Fixed, Range, Spec
+from mlpsearch.config import Choice, Experiment, Fixed, Range, Spec
 
 
 def layer_units(space: dict[str, Spec], layer: int) -> Spec:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from search.config import parse_experiment
-from search.runner import run_study
+from mlpsearch.config import parse_experiment
+from mlpsearch.runner import run_study
 
 NAME = "tiny"
 N_TRIALS = 6

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from engine.activations import ACTIVATIONS, get_activation
+from mlpsearch.engine.activations import ACTIVATIONS, get_activation
 
 NAMES = sorted(ACTIVATIONS)
 

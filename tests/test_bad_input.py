@@ -1,5 +1,5 @@
 """Malformed input, one table: experiment files, command-line flags, dataset files, storage URLs
-and trial numbers. Every case, run as a user would (``python -m search.cli ...``), must exit 2
+and trial numbers. Every case, run as a user would (``python -m mlpsearch ...``), must exit 2
 with exactly one line on stderr naming the problem, no traceback, and leave the working folder
 (an existing finished study, its journal, its results) byte for byte as it was.
 """
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from test_search import cli
 
-from search.config import dumps_toml
-from search.storage import mask
+from mlpsearch.config import dumps_toml
+from mlpsearch.storage import mask
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "hunter2-Secret"
@@ -254,7 +254,7 @@ def test_no_user_file_is_unpickled_or_executed():
     """Every reader of files: numpy without pickles (np.load's default, never overridden), no
     pickle/joblib/marshal loads, no exec or eval; experiment files are read with tomllib."""
     assert inspect.signature(np.load).parameters["allow_pickle"].default is False
-    sources = sorted((ROOT / "engine").glob("*.py")) + sorted((ROOT / "search").glob("*.py"))
+    sources = sorted((ROOT / "engine").rglob("*.py")) + sorted((ROOT / "search").rglob("*.py"))
     assert len(sources) > 10
     for path in sources:
         tree = ast.parse(path.read_text(), str(path))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from study_fixture import study_copy
 
-from search.cli import main
+from mlpsearch.cli import main
 
 CHROMIUM = shutil.which("chromium") or (
     "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from search import space
-from search.config import (
+from mlpsearch import space
+from mlpsearch.config import (
     Choice,
     ConfigError,
     Fixed,

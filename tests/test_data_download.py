@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import data, download
-from engine.data import DataError, load_dataset
+from mlpsearch.engine.data import datasets as data, download
+from mlpsearch.engine.data import DataError, load_dataset
 
 
 def idx_gz(arr: np.ndarray) -> bytes:

@@ -6,7 +6,7 @@ import struct
 import numpy as np
 import pytest
 
-from engine.idx import DataError, read_idx, read_image_label_pair
+from mlpsearch.engine.data.idx import DataError, read_idx, read_image_label_pair
 
 
 def idx_bytes(arr: np.ndarray, type_code: int = 0x08) -> bytes:

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import data
-from engine.data import DataError, Dataset, load_dataset, stratified_split
+from mlpsearch.engine.data import datasets as data
+from mlpsearch.engine.data import DataError, Dataset, load_dataset, stratified_split
 
 REPO = Path(__file__).resolve().parents[1]
 FASHION_DEBIAN = Path("/usr/share/datasets/fashion-mnist")
@@ -295,12 +295,12 @@ def test_concurrent_workers_build_one_complete_folder(tmp_path):
     write_mnist_like(tmp_path / "d", n_train=3000, n_test=500, side=8)
     code = (
         "import sys, numpy as np\n"
-        "from engine import data\n"
+        "from mlpsearch.engine.data import datasets as data\n"
         "data.LARGE_BYTES = 0\n"
         f"ds = data.load_dataset('mnist', data_dir={str(tmp_path / 'd')!r})\n"
         "print(len(ds.y_train), len(ds.y_val), len(ds.y_test), float(ds.X_train.sum()))\n"
     )
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ)
     procs = [
         subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=env)
         for _ in range(4)

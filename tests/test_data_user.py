@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from engine import data
-from engine.data import DataError, load_dataset
+from mlpsearch.engine.data import datasets as data
+from mlpsearch.engine.data import DataError, load_dataset
 
 
 @pytest.fixture(autouse=True)

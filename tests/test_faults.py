@@ -34,7 +34,7 @@ from test_search import (
     write_experiment,
 )
 
-from search.storage import fail_stale, open_storage, planning_lock
+from mlpsearch.storage import fail_stale, open_storage, planning_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -269,7 +269,7 @@ def test_exception_inside_a_trial_is_stored_with_its_traceback(tmp_path):
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
     r = subprocess.run(
-        [sys.executable, "-m", "search.cli", "run", str(path), "--out", str(tmp_path / "r")],
+        [sys.executable, "-m", "mlpsearch", "run", str(path), "--out", str(tmp_path / "r")],
         cwd=tmp_path, capture_output=True, text=True, timeout=300, preexec_fn=limited,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr

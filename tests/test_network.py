@@ -8,8 +8,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from engine import ACTIVATIONS, INITIALIZERS, MLP, gradcheck, softmax_cross_entropy
-from engine.losses import FusedSoftmaxCE, log_softmax
+from mlpsearch.engine import ACTIVATIONS, INITIALIZERS, MLP, gradcheck, softmax_cross_entropy
+from mlpsearch.engine.losses import FusedSoftmaxCE, log_softmax
 
 
 def blobs(n=40, n_in=5, n_classes=3, seed=0, dtype=np.float64):
@@ -322,7 +322,7 @@ def test_import_engine_loads_no_search_dependencies():
 def test_registries_hold_the_contract_names():
     """The search samples these names; every entry is then covered by the contract tests
     (activations, initializers, optimizers, schedules), which iterate over the registries."""
-    from engine import OPTIMIZERS, SCHEDULES
+    from mlpsearch.engine import OPTIMIZERS, SCHEDULES
 
     assert set(ACTIVATIONS) == {
         "relu",

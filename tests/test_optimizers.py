@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from engine import OPTIMIZERS, SCHEDULES, make_optimizer
+from mlpsearch.engine import OPTIMIZERS, SCHEDULES, make_optimizer
 
 W0 = np.array([1.0, -2.0, 0.5])
 G1 = np.array([0.5, 1.0, -2.0])

@@ -18,9 +18,9 @@ from test_faults import process_tree
 from test_search import slow_experiment, wait_for, write_experiment
 from test_search import start as mlpsearch
 
-from search.config import load_experiment
-from search.runner import _plan, open_study
-from search.storage import BEAT_KEY, WORKER_KEY, claim_waiting, open_storage, planning_lock
+from mlpsearch.config import load_experiment
+from mlpsearch.runner import _plan, open_study
+from mlpsearch.storage import BEAT_KEY, WORKER_KEY, claim_waiting, open_storage, planning_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -156,7 +156,7 @@ def test_trial_of_a_silent_machine_is_taken_over(postgres, tmp_path):  # noqa: F
             )
         )
     r = subprocess.run(
-        [sys.executable, "-m", "search.cli", "worker", "--storage", url, "--study", "silent"],
+        [sys.executable, "-m", "mlpsearch", "worker", "--storage", url, "--study", "silent"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
@@ -216,7 +216,7 @@ def test_password_never_printed_or_written(postgres, tmp_path):  # noqa: F811
     assert "resume with: mlpsearch run" in err and "mlpsearch:***@127.0.0.1" in err
     outputs = [out, err]
     resumed = subprocess.run(
-        [sys.executable, "-m", "search.cli", "run", str(path), "--storage", url,
+        [sys.executable, "-m", "mlpsearch", "run", str(path), "--storage", url,
          "--out", str(results)],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -233,9 +233,9 @@ def test_password_never_printed_or_written(postgres, tmp_path):  # noqa: F811
         for command in (["run", str(path), "--storage", bad], ["worker", "--storage", bad,
                                                                "--study", "secret"]):  # fmt: skip
             r = subprocess.run(
-                [sys.executable, "-m", "search.cli", *command, "--out", str(tmp_path / "x")]
+                [sys.executable, "-m", "mlpsearch", *command, "--out", str(tmp_path / "x")]
                 if command[0] == "run"
-                else [sys.executable, "-m", "search.cli", *command],
+                else [sys.executable, "-m", "mlpsearch", *command],
                 cwd=ROOT, capture_output=True, text=True, timeout=120,
             )  # fmt: skip
             assert r.returncode == 2, r.stderr
@@ -281,7 +281,7 @@ def test_database_lost_mid_run_is_one_line_and_resumable(tmp_path):
         assert PASSWORD not in err
         server.start()
         again = subprocess.run(
-            [sys.executable, "-m", "search.cli", "run", str(path), "--storage", url,
+            [sys.executable, "-m", "mlpsearch", "run", str(path), "--storage", url,
              "--out", str(results)],
             cwd=ROOT, capture_output=True, text=True, timeout=300,
         )  # fmt: skip

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from study_fixture import N_TRIALS, NAME, study_copy
 
-from search.cli import main
-from search.plots import PLOTS, write_plots
-from search.storage import open_storage
+from mlpsearch.cli import main
+from mlpsearch.plots import PLOTS, write_plots
+from mlpsearch.storage import open_storage
 
 REQUIRED_COLUMNS = [
     "number",

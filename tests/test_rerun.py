@@ -11,12 +11,12 @@ import optuna
 import pytest
 from study_fixture import NAME, study_copy
 
-from engine import MLP
-from search.cli import main
-from search.config import load_experiment
-from search.rerun import fresh_seeds, rerun, standalone_toml
-from search.single import train_experiment
-from search.storage import open_storage
+from mlpsearch.engine import MLP
+from mlpsearch.cli import main
+from mlpsearch.config import load_experiment
+from mlpsearch.rerun import fresh_seeds, rerun, standalone_toml
+from mlpsearch.single import train_experiment
+from mlpsearch.storage import open_storage
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,7 +49,7 @@ def test_rerun_reproduces_the_stored_validation_error_exactly(folder, capsys):
 
 
 def _val_error(model: MLP, folder: Path) -> float:
-    from search.data import load_data
+    from mlpsearch.data import load_data
 
     exp = load_experiment(folder / "experiment.toml")
     data = load_data(exp)
@@ -64,15 +64,15 @@ def test_rerun_of_every_complete_trial_matches(folder):
 
 
 def test_a_changed_result_is_reported_loudly_with_exit_1(folder, capsys, monkeypatch):
-    import search.rerun
+    import mlpsearch.rerun
 
-    real = search.rerun.train_best
+    real = mlpsearch.rerun.train_best
 
     def perturbed(config, data):
         changed = {**config, "train": {**config["train"], "learning_rate": 0.5}}
         return real(changed, data)
 
-    monkeypatch.setattr(search.rerun, "train_best", perturbed)
+    monkeypatch.setattr(mlpsearch.rerun, "train_best", perturbed)
     assert main(["rerun", str(folder)]) == 1
     captured = capsys.readouterr()
     assert "NOT REPRODUCED" in captured.err and "reproduced exactly" not in captured.out
@@ -95,7 +95,7 @@ def test_best_toml_round_trips_through_mlpsearch_train(folder, tmp_path):
     # and through the command line, in a fresh process, with no study around
     save = tmp_path / "model.npz"
     done = subprocess.run(
-        [sys.executable, "-m", "search.cli", "train", str(path), "--save", str(save)],
+        [sys.executable, "-m", "mlpsearch", "train", str(path), "--save", str(save)],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -155,7 +155,7 @@ def test_bad_rerun_arguments_are_one_line_errors(folder, capsys, args, message):
 def test_standalone_toml_fixes_every_hyperparameter(folder):
     study = load(folder)
     best = best_trial(study)
-    from search.rerun import study_experiment
+    from mlpsearch.rerun import study_experiment
 
     text = standalone_toml(study, best, study_experiment(study, folder))
     path = folder / "check.toml"

@@ -13,9 +13,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search.config import dumps_toml, load_experiment
-from search.runner import run_study
-from search.storage import default_url, open_storage
+from mlpsearch.config import dumps_toml, load_experiment
+from mlpsearch.runner import run_study
+from mlpsearch.storage import default_url, open_storage
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,7 +43,7 @@ def load(results: Path, name: str) -> optuna.Study:
 
 def cli(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "search.cli", *args],
+        [sys.executable, "-m", "mlpsearch", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -55,7 +55,7 @@ def cli(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
 def start(*args: str, cwd: Path, **kwargs) -> subprocess.Popen:
     """``mlpsearch ARGS`` started in the background (output captured unless told otherwise)."""
     options = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **kwargs}
-    return subprocess.Popen([sys.executable, "-m", "search.cli", *args], cwd=cwd, **options)
+    return subprocess.Popen([sys.executable, "-m", "mlpsearch", *args], cwd=cwd, **options)
 
 
 def configs(study: optuna.Study) -> dict[int, tuple]:

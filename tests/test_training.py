@@ -8,8 +8,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from engine import MLP, Diverged, EpochRecord, TrainConfig, make_optimizer, train
-from engine.training import Trainer
+from mlpsearch.engine import MLP, Diverged, EpochRecord, TrainConfig, make_optimizer, train
+from mlpsearch.engine.training import Trainer
 
 
 def make_data(n=600, n_in=12, n_classes=4, seed=0, dtype=np.float32):
@@ -233,7 +233,7 @@ def test_memory_does_not_grow_across_epochs():
 
 
 def _digits():
-    data = pytest.importorskip("engine.data")
+    data = pytest.importorskip("mlpsearch.engine.data")
     try:
         return data.load_dataset("digits")
     except Exception as exc:  # the data layer is another module's concern

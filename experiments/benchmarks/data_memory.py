@@ -32,11 +32,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from engine.data import load_dataset  # noqa: E402
+from mlpsearch.engine.data import load_dataset
 
 PARTS = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
 FIELDS = ("Rss", "Pss", "Private_Clean", "Private_Dirty", "Shared_Clean", "Shared_Dirty")

@@ -37,13 +37,12 @@ import time
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import numpy as np  # noqa: E402
-from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
+import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
 
-from engine import MLP, TrainConfig  # noqa: E402
-from engine.training import Trainer  # noqa: E402
+from mlpsearch.engine import MLP, TrainConfig
+from mlpsearch.engine.training import Trainer
 
 SIZES = [784, 256, 128, 10]
 BATCH = 128

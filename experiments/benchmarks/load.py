@@ -28,8 +28,8 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from search.config import dumps_toml
-from search.storage import mask, open_storage
+from mlpsearch.config import dumps_toml
+from mlpsearch.storage import mask, open_storage
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "load"
@@ -59,7 +59,7 @@ def run_load(url: str, folder: Path, workers: int, trials: int, parents: int = 2
             [
                 sys.executable,
                 "-m",
-                "search.cli",
+                "mlpsearch",
                 "run",
                 str(path),
                 "--storage",

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from optuna.trial import TrialState
 
-from search.cli import find_experiment
-from search.config import load_experiment
-from search.runner import run_study
+from mlpsearch.cli import find_experiment
+from mlpsearch.config import load_experiment
+from mlpsearch.runner import run_study
 
 
 def measure(exp, jobs: int, folder: Path, run: int) -> dict[str, float]:

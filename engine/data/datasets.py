@@ -79,13 +79,13 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import download
+from . import download
 
 try:
     import fcntl
 except ImportError:  # Windows: no build lock (see _build_lock)
     fcntl = None
-from engine.idx import DataError, read_image_label_pair
+from .idx import DataError, read_image_label_pair
 
 __all__ = ["DataError", "Dataset", "load_dataset", "stratified_split", "cache_root", "NAMES"]
 
@@ -462,7 +462,7 @@ def _file_identity(path: Path | str) -> list:
 
 
 def _read_digits() -> _Raw:
-    digits = resources.files("engine").joinpath("digits.npz")
+    digits = resources.files(__package__).joinpath("digits.npz")
     with digits.open("rb") as f, np.load(f, allow_pickle=False) as z:
         X, y = z["X"], z["y"].astype(np.int64)
     rest, test = stratified_split(y, TEST_FRACTION, np.random.default_rng(TEST_SEED))

@@ -22,7 +22,7 @@ import tempfile
 import urllib.error
 import urllib.request
 
-from engine.idx import DataError
+from .idx import DataError
 
 __all__ = ["CHECKSUMS", "MIRRORS", "TIMEOUT", "FILES", "download_file", "mirrors_for"]
 
