@@ -6,7 +6,8 @@ deleted afterwards. PostgreSQL refuses to run as root, so under root the server 
 ``postgres`` system user (created by the package) through ``runuser``, in a folder it owns.
 Connections over TCP need a password (scram-sha-256), so tests can see that it never leaks.
 
-Not a conftest: a test module uses it with ``from pg import postgres  # noqa: F401``.
+Imported by ``conftest.py`` alone, whose ``postgres`` and ``own_postgres`` fixtures hand a
+:class:`Server` to the tests.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-
-import pytest
 
 USER = "mlpsearch"
 PASSWORD = "pg-secret-Xq7"  # tests look for this string in everything the program writes
@@ -60,10 +59,15 @@ def skip_reason() -> str | None:
 
 @dataclass
 class Server:
+    """A cluster in ``folder`` listening on 127.0.0.1:``port``; user ``USER``, ``password``."""
+
     port: int
     folder: Path
+    password: str = PASSWORD
 
-    def url(self, database: str, password: str = PASSWORD) -> str:
+    def url(self, database: str, password: str | None = None) -> str:
+        """The URL of ``database`` with the server's password (or ``password``) in it."""
+        password = self.password if password is None else password
         return f"postgresql+psycopg2://{USER}:{password}@127.0.0.1:{self.port}/{database}"
 
     def start(self) -> None:
@@ -90,17 +94,24 @@ class Server:
 
     def create_database(self) -> str:
         """A new empty database; its name."""
+        name = "t_" + uuid.uuid4().hex[:12]
+        self.query(f"CREATE DATABASE {name}")
+        return name
+
+    def query(self, sql: str) -> list[tuple]:
+        """Run ``sql`` on the server (database ``postgres``, autocommit); the rows it returns."""
         import psycopg2
 
-        name = "t_" + uuid.uuid4().hex[:12]
         conn = psycopg2.connect(
-            host="127.0.0.1", port=self.port, user=USER, password=PASSWORD, dbname="postgres"
+            host="127.0.0.1", port=self.port, user=USER, password=self.password, dbname="postgres"
         )
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE {name}")
-        conn.close()
-        return name
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(sql)
+                return cur.fetchall() if cur.description else []
+        finally:
+            conn.close()
 
 
 def _as_server_user(cmd: list[str]) -> list[str]:
@@ -151,19 +162,3 @@ def start_server() -> Server:
 def stop_server(server: Server) -> None:
     server.stop()
     shutil.rmtree(server.folder, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def postgres():
-    """A running PostgreSQL server (:class:`Server`); skips, saying why, where there is none."""
-    reason = skip_reason()
-    if reason:
-        pytest.skip(reason)
-    try:
-        server = start_server()
-    except subprocess.CalledProcessError as err:
-        pytest.fail(f"PostgreSQL did not start: {err.cmd[-1]}: {err.stderr.strip()[-500:]}")
-    try:
-        yield server
-    finally:
-        stop_server(server)

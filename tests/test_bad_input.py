@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import ast
 import inspect
+import os
 import shutil
-import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
-from test_search import cli
 
 from mlpsearch.config import dumps_toml
 from mlpsearch.storage import mask
 
-ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "hunter2-Secret"
 
 BASE = {
@@ -168,17 +167,13 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def base_study(tmp_path_factory) -> Path:
+def base_study(tmp_path_factory, cli) -> Path:
     """A folder with base.toml and its finished 2-trial study in results/base."""
     folder = tmp_path_factory.mktemp("base")
     (folder / "base.toml").write_text(experiment())
-    r = mlpsearch(["run", "base.toml"], folder)
+    r = cli("run", "base.toml", cwd=folder)
     assert r.returncode == 0, r.stderr
     return folder
-
-
-def mlpsearch(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return cli(*args, cwd=cwd)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -194,18 +189,41 @@ def test_case_table_covers_every_kind():
     assert len({c[0] for c in CASES}) == len(CASES)
 
 
-@pytest.mark.parametrize("args, files, words", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_input_is_one_line_exit_2_and_changes_nothing(
-    base_study, tmp_path, args, files, words
-):
-    work = tmp_path / "w"
-    shutil.copytree(base_study, work)
-    for name, content in files.items():
-        mode = "wb" if isinstance(content, bytes) else "w"
-        with open(work / name, mode) as f:
-            f.write(content)
-    before = snapshot(work)
-    r = mlpsearch(args, work)
+@pytest.fixture(scope="module")
+def outcomes(request, base_study, tmp_path_factory, cli) -> dict[str, tuple]:
+    """The selected cases, each run in its own copy of ``base_study``, as many at a time as
+    there are cores (the runs are independent): id -> (result, files before, files after)."""
+    selected = {
+        item.callspec.id
+        for item in request.session.items
+        if item.originalname == "test_bad_input_is_one_line_exit_2_and_changes_nothing"
+    }
+    folders = {}
+    for case_id, _, files, _ in CASES:
+        if case_id not in selected:
+            continue
+        work = tmp_path_factory.mktemp(case_id) / "w"
+        shutil.copytree(base_study, work)
+        for name, content in files.items():
+            mode = "wb" if isinstance(content, bytes) else "w"
+            with open(work / name, mode) as f:
+                f.write(content)
+        folders[case_id] = work
+
+    def run(case_id: str) -> tuple:
+        args, work = next(c[1] for c in CASES if c[0] == case_id), folders[case_id]
+        before = snapshot(work)
+        return cli(*args, cwd=work), before, snapshot(work)
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return dict(zip(folders, pool.map(run, folders), strict=True))
+
+
+@pytest.mark.parametrize(
+    "case_id, words", [(c[0], c[3]) for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(outcomes, case_id, words):
+    r, before, after = outcomes[case_id]
     assert r.returncode == 2, (r.stdout, r.stderr)
     lines = r.stderr.splitlines()
     assert len(lines) == 1, r.stderr
@@ -214,7 +232,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
         assert word in lines[0]
     assert "Traceback" not in r.stderr + r.stdout
     assert PASSWORD not in r.stderr + r.stdout
-    assert snapshot(work) == before  # no partial result, the study untouched
+    assert after == before  # no partial result, the study untouched
 
 
 # --- security: user files are data, passwords are never shown -------------------------------
@@ -250,11 +268,11 @@ def calls(tree: ast.AST):
             yield owner, name, node
 
 
-def test_no_user_file_is_unpickled_or_executed():
+def test_no_user_file_is_unpickled_or_executed(root):
     """Every reader of files: numpy without pickles (np.load's default, never overridden), no
     pickle/joblib/marshal loads, no exec or eval; experiment files are read with tomllib."""
     assert inspect.signature(np.load).parameters["allow_pickle"].default is False
-    sources = sorted((ROOT / "engine").rglob("*.py")) + sorted((ROOT / "search").rglob("*.py"))
+    sources = sorted((root / "engine").rglob("*.py")) + sorted((root / "search").rglob("*.py"))
     assert len(sources) > 10
     for path in sources:
         tree = ast.parse(path.read_text(), str(path))
@@ -268,5 +286,5 @@ def test_no_user_file_is_unpickled_or_executed():
             assert not (owner in ("pickle", "joblib", "marshal", "cloudpickle", "dill")
                         and name in ("load", "loads")), where  # fmt: skip
             assert name not in ("exec", "eval", "run_path") or owner, where
-    config = (ROOT / "search" / "config.py").read_text()
+    config = (root / "search" / "config.py").read_text()
     assert "tomllib.loads(" in config

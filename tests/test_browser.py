@@ -9,7 +9,6 @@ from pathlib import Path
 import matplotlib.image
 import numpy as np
 import pytest
-from study_fixture import study_copy
 
 from mlpsearch.cli import main
 
@@ -18,11 +17,12 @@ CHROMIUM = shutil.which("chromium") or (
 )
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     CHROMIUM is None, reason="chromium is not installed (Debian: apt install chromium)"
 )
-def test_report_opens_in_headless_chromium(tmp_path_factory, tmp_path):
-    folder = study_copy(tmp_path_factory, tmp_path)
+def test_report_opens_in_headless_chromium(tiny_study, tmp_path):
+    folder = tiny_study
     assert main(["report", str(folder)]) == 0
     page = folder / "report.html"
     # the page must stand alone: move it away from the plots it was made from

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import tomllib
-from pathlib import Path
 
 import pytest
 
@@ -16,8 +15,6 @@ from mlpsearch.config import (
     load_experiment,
     parse_experiment,
 )
-
-EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 
 
 def doc(**sections):
@@ -90,14 +87,14 @@ def test_defaults_and_specs():
     assert set(exp.searched) == {"hidden_layers", "units", "activation", "learning_rate"}
 
 
-def test_to_toml_round_trips():
-    exp = load_experiment(EXPERIMENTS / "digits_random.toml")
+def test_to_toml_round_trips(root):
+    exp = load_experiment(root / "experiments" / "digits_random.toml")
     again = parse_experiment(tomllib.loads(exp.to_toml()))
     assert again == exp
 
 
-def test_every_shipped_experiment_is_valid():
-    files = sorted(EXPERIMENTS.glob("*.toml"))
+def test_every_shipped_experiment_is_valid(root):
+    files = sorted((root / "experiments").glob("*.toml"))
     assert {f.stem for f in files} >= {
         "digits_random",
         "fashion_mnist_random",

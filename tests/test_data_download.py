@@ -1,40 +1,14 @@
 """Downloads against a local HTTP server on 127.0.0.1 serving generated files."""
 
-import gzip
 import hashlib
 import os
-import struct
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from mlpsearch.engine.data import datasets as data, download
-from mlpsearch.engine.data import DataError, load_dataset
-
-
-def idx_gz(arr: np.ndarray) -> bytes:
-    header = bytes([0, 0, 8, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape)
-    return gzip.compress(header + arr.tobytes())
-
-
-def tiny_mnist(n_train=100, n_test=30) -> dict[str, bytes]:
-    """The four .gz files of a tiny MNIST-like set, by published file name."""
-    rng = np.random.default_rng(0)
-    return dict(
-        zip(
-            download.FILES,
-            [
-                idx_gz(rng.integers(0, 256, (n_train, 4, 4), dtype=np.uint8)),
-                idx_gz((np.arange(n_train) % 10).astype(np.uint8)),
-                idx_gz(rng.integers(0, 256, (n_test, 4, 4), dtype=np.uint8)),
-                idx_gz((np.arange(n_test) % 10).astype(np.uint8)),
-            ],
-            strict=True,
-        )
-    )
+from mlpsearch.engine.data import DataError, download, load_dataset
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -68,22 +42,21 @@ def server():
 
 
 @pytest.fixture
-def cache(tmp_path, monkeypatch, server):
-    """Private cache; MNIST mirror = the local server; checksums = the generated files'."""
+def cache(isolated_data, tmp_path, monkeypatch, server, write_mnist_like):
+    """Private cache (no system folders, downloads allowed); MNIST mirror = the local server
+    serving a tiny MNIST-like set; checksums = its files'."""
     for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("MLPSEARCH_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("MLPSEARCH_DATA", raising=False)
-    monkeypatch.delenv("MLPSEARCH_OFFLINE", raising=False)
-    monkeypatch.setattr(data, "SYSTEM_DIRS", {})
+    monkeypatch.delenv("MLPSEARCH_OFFLINE")
     base = f"http://127.0.0.1:{server.server_address[1]}"
     monkeypatch.setenv("MLPSEARCH_MIRROR", base)
-    files = tiny_mnist()
+    write_mnist_like(tmp_path / "mirror", n_train=100, n_test=30)
+    files = {name: (tmp_path / "mirror" / name).read_bytes() for name in download.FILES}
     for name, body in files.items():
         server.routes[f"/mnist/{name}"] = (body, "ok")
     checksums = {name: hashlib.md5(body).hexdigest() for name, body in files.items()}
     monkeypatch.setitem(download.CHECKSUMS, "mnist", checksums)
-    return tmp_path / "cache"
+    return isolated_data
 
 
 def files_under(folder: Path) -> list[str]:

@@ -1,10 +1,8 @@
 """load_dataset: digits, splits, the MNIST-family search order, the prepared cache, real files."""
 
 import dataclasses
-import gzip
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import time
@@ -13,51 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mlpsearch.engine.data import DataError, Dataset, download, load_dataset, stratified_split
 from mlpsearch.engine.data import datasets as data
-from mlpsearch.engine.data import DataError, Dataset, load_dataset, stratified_split
 
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("isolated_data")  # private cache, offline, no system dirs
+
 FASHION_DEBIAN = Path("/usr/share/datasets/fashion-mnist")
-SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
-SHARED_T10K = REPO.parent / "shared" / "data" / "mnist-t10k"
-STEMS = {
-    "train-images": "train-images-idx3-ubyte",
-    "train-labels": "train-labels-idx1-ubyte",
-    "test-images": "t10k-images-idx3-ubyte",
-    "test-labels": "t10k-labels-idx1-ubyte",
-}
-
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    """A private cache, no $MLPSEARCH_DATA, no system folders and no network."""
-    monkeypatch.setenv("MLPSEARCH_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("MLPSEARCH_OFFLINE", "1")
-    monkeypatch.delenv("MLPSEARCH_DATA", raising=False)
-    monkeypatch.setattr(data, "SYSTEM_DIRS", {})
-
-
-def idx_bytes(arr: np.ndarray) -> bytes:
-    return bytes([0, 0, 8, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
-
-
-def write_mnist_like(folder, n_train=100, n_test=30, side=4, gz=True, seed=0, skip=()):
-    """Write the four IDX files of a tiny MNIST-like set; return its arrays by role."""
-    rng = np.random.default_rng(seed)
-    arrays = {
-        "train-images": rng.integers(0, 256, (n_train, side, side), dtype=np.uint8),
-        "train-labels": (np.arange(n_train) % 10).astype(np.uint8),
-        "test-images": rng.integers(0, 256, (n_test, side, side), dtype=np.uint8),
-        "test-labels": (np.arange(n_test) % 10).astype(np.uint8),
-    }
-    folder.mkdir(parents=True, exist_ok=True)
-    for role, arr in arrays.items():
-        if role in skip:
-            continue
-        content = idx_bytes(arr)
-        name = STEMS[role] + (".gz" if gz else "")
-        (folder / name).write_bytes(gzip.compress(content) if gz else content)
-    return arrays
 
 
 def sizes(ds: Dataset) -> tuple[int, int, int]:
@@ -133,7 +92,7 @@ def test_stratified_split_properties(fraction):
 
 
 @pytest.mark.parametrize("gz", [True, False])
-def test_idx_folder_via_data_dir(tmp_path, gz):
+def test_idx_folder_via_data_dir(tmp_path, gz, write_mnist_like):
     arrays = write_mnist_like(tmp_path / "files", gz=gz)
     ds = load_dataset("kmnist", data_dir=tmp_path / "files", scale="none")
     assert sizes(ds) == (80, 20, 30)
@@ -143,20 +102,20 @@ def test_idx_folder_via_data_dir(tmp_path, gz):
     assert str(tmp_path / "files") in ds.source
 
 
-def test_unit_scale_divides_by_255(tmp_path):
+def test_unit_scale_divides_by_255(tmp_path, write_mnist_like):
     arrays = write_mnist_like(tmp_path / "d")
     ds = load_dataset("mnist", data_dir=tmp_path / "d")
     np.testing.assert_allclose(ds.X_test * 255, arrays["test-images"].reshape(30, 16), rtol=1e-6)
 
 
-def test_dotted_file_names(tmp_path):
+def test_dotted_file_names(tmp_path, write_mnist_like):
     write_mnist_like(tmp_path / "d", gz=False)
-    for stem in STEMS.values():
+    for stem in (name.removesuffix(".gz") for name in download.FILES):
         (tmp_path / "d" / stem).rename(tmp_path / "d" / stem.replace("-idx", ".idx"))
     assert sizes(load_dataset("mnist", data_dir=tmp_path / "d")) == (80, 20, 30)
 
 
-def test_search_order(tmp_path, monkeypatch):
+def test_search_order(tmp_path, monkeypatch, write_mnist_like):
     """data_dir/<name>, data_dir, $MLPSEARCH_DATA/<name>, cache/<name>, system folders."""
     cache = Path(os.environ["MLPSEARCH_CACHE"])
     places = {
@@ -176,19 +135,19 @@ def test_search_order(tmp_path, monkeypatch):
         return len(ds.y_train) + len(ds.y_val)
 
     assert found(data_dir=tmp_path / "dd") == 50
-    for stem in STEMS.values():
-        (places["data_dir/name"] / f"{stem}.gz").unlink()
+    for name in download.FILES:
+        (places["data_dir/name"] / name).unlink()
     assert found(data_dir=tmp_path / "dd") == 60
     assert found(data_dir=tmp_path / "nothing-here") == 70
     assert found() == 70
     monkeypatch.delenv("MLPSEARCH_DATA")
     assert found() == 80
-    for stem in STEMS.values():
-        (places["cache"] / f"{stem}.gz").unlink()
+    for name in download.FILES:
+        (places["cache"] / name).unlink()
     assert found() == 90
 
 
-def test_data_env_root_itself_is_not_searched(tmp_path, monkeypatch):
+def test_data_env_root_itself_is_not_searched(tmp_path, monkeypatch, write_mnist_like):
     write_mnist_like(tmp_path / "root")
     monkeypatch.setenv("MLPSEARCH_DATA", str(tmp_path / "root"))
     with pytest.raises(DataError, match="IDX files not found"):
@@ -203,7 +162,7 @@ def test_data_env_root_itself_is_not_searched(tmp_path, monkeypatch):
         (("test-images",), "test files missing"),
     ],
 )
-def test_partial_folder_stops_the_search(tmp_path, monkeypatch, skip, phrase):
+def test_partial_folder_stops_the_search(tmp_path, monkeypatch, skip, phrase, write_mnist_like):
     write_mnist_like(tmp_path / "part", skip=skip)
     write_mnist_like(Path(os.environ["MLPSEARCH_CACHE"]) / "mnist")  # would be found next
     with pytest.raises(DataError) as err:
@@ -220,7 +179,7 @@ def test_nothing_found_offline_says_where_and_how(tmp_path):
     assert "MLPSEARCH_OFFLINE" in message and "train-images-idx3-ubyte.gz" in message
 
 
-def test_corrupt_file_in_folder_names_it(tmp_path):
+def test_corrupt_file_in_folder_names_it(tmp_path, write_mnist_like):
     write_mnist_like(tmp_path / "d")
     bad = tmp_path / "d" / "train-labels-idx1-ubyte.gz"
     bad.write_bytes(bad.read_bytes()[:-6])
@@ -228,7 +187,7 @@ def test_corrupt_file_in_folder_names_it(tmp_path):
         load_dataset("mnist", data_dir=tmp_path / "d")
 
 
-def test_label_out_of_range_in_folder(tmp_path):
+def test_label_out_of_range_in_folder(tmp_path, write_mnist_like, idx_bytes):
     write_mnist_like(tmp_path / "d", gz=False)
     labels = np.full(30, 11, np.uint8)
     (tmp_path / "d" / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(labels))
@@ -246,7 +205,7 @@ def prepared_dirs(hidden=False):
     return [p for p in found if p.name.startswith(".") == hidden]
 
 
-def test_large_data_is_prepared_once_and_memory_mapped(tmp_path, monkeypatch):
+def test_large_data_is_prepared_once_and_memory_mapped(tmp_path, monkeypatch, write_mnist_like):
     write_mnist_like(tmp_path / "d")
     small = load_dataset("mnist", data_dir=tmp_path / "d", scale="standard")
     assert prepared_dirs() == []  # small data stays in memory
@@ -270,18 +229,20 @@ def test_large_data_is_prepared_once_and_memory_mapped(tmp_path, monkeypatch):
     assert len(prepared_dirs()) == 2  # the key includes the seed
 
 
-def test_changed_source_file_gets_a_new_prepared_folder(tmp_path, monkeypatch):
+def test_changed_source_file_gets_a_new_prepared_folder(tmp_path, monkeypatch, write_mnist_like):
     monkeypatch.setattr(data, "LARGE_BYTES", 0)
     write_mnist_like(tmp_path / "d", seed=0)
     a = load_dataset("mnist", data_dir=tmp_path / "d")
-    time.sleep(0.01)
-    write_mnist_like(tmp_path / "d", seed=1)
+    mtimes = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "d").iterdir()}
+    write_mnist_like(tmp_path / "d", seed=1)  # same sizes, other content
+    for p in (tmp_path / "d").iterdir():  # and a later mtime, whatever the clock's resolution
+        os.utime(p, ns=(p.stat().st_atime_ns, mtimes[p.name] + 1_000_000_000))
     b = load_dataset("mnist", data_dir=tmp_path / "d")
     assert len(prepared_dirs()) == 2
     assert not np.array_equal(a.X_test, b.X_test)
 
 
-def test_unwritable_cache_falls_back_to_memory(tmp_path, monkeypatch):
+def test_unwritable_cache_falls_back_to_memory(tmp_path, monkeypatch, write_mnist_like):
     monkeypatch.setattr(data, "LARGE_BYTES", 0)
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
@@ -291,7 +252,7 @@ def test_unwritable_cache_falls_back_to_memory(tmp_path, monkeypatch):
     assert sizes(ds) == (80, 20, 30) and not isinstance(ds.X_train, np.memmap)
 
 
-def test_concurrent_workers_build_one_complete_folder(tmp_path):
+def test_concurrent_workers_build_one_complete_folder(tmp_path, write_mnist_like):
     write_mnist_like(tmp_path / "d", n_train=3000, n_test=500, side=8)
     code = (
         "import sys, numpy as np\n"
@@ -313,7 +274,7 @@ def test_concurrent_workers_build_one_complete_folder(tmp_path):
     assert prepared_dirs(hidden=True) == []  # no leftover temporary folders
 
 
-def test_crashed_build_leftovers_are_removed(tmp_path, monkeypatch):
+def test_crashed_build_leftovers_are_removed(tmp_path, monkeypatch, write_mnist_like):
     monkeypatch.setattr(data, "LARGE_BYTES", 0)
     write_mnist_like(tmp_path / "d")
     load_dataset("mnist", data_dir=tmp_path / "d")
@@ -345,9 +306,10 @@ def test_fashion_mnist_from_debian(monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="../shared/data/mnist not present")
-def test_full_mnist_from_shared_folder(monkeypatch):
-    monkeypatch.chdir(REPO)
+def test_full_mnist_from_shared_folder(monkeypatch, root):
+    if not (root.parent / "shared" / "data" / "mnist").is_dir():
+        pytest.skip("../shared/data/mnist not present")
+    monkeypatch.chdir(root)
     ds = load_dataset("mnist", data_dir="../shared/data/mnist")
     assert sizes(ds) == (48_000, 12_000, 10_000)
     assert (ds.n_features, ds.n_classes) == (784, 10)
@@ -356,9 +318,10 @@ def test_full_mnist_from_shared_folder(monkeypatch):
     np.testing.assert_allclose(np.bincount(ds.y_val) / np.bincount(ds.y_train), 0.25, atol=0.002)
 
 
-@pytest.mark.skipif(not SHARED_T10K.is_dir(), reason="../shared/data/mnist-t10k not present")
-def test_t10k_only_folder_reports_training_files_missing(monkeypatch):
-    monkeypatch.chdir(REPO)
+def test_t10k_only_folder_reports_training_files_missing(monkeypatch, root):
+    if not (root.parent / "shared" / "data" / "mnist-t10k").is_dir():
+        pytest.skip("../shared/data/mnist-t10k not present")
+    monkeypatch.chdir(root)
     with pytest.raises(DataError, match="training files missing") as err:
         load_dataset("mnist", data_dir="../shared/data/mnist-t10k/")
     assert "train-images-idx3-ubyte" in str(err.value) and "\n" not in str(err.value)

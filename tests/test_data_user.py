@@ -3,16 +3,10 @@
 import numpy as np
 import pytest
 
-from mlpsearch.engine.data import datasets as data
 from mlpsearch.engine.data import DataError, load_dataset
+from mlpsearch.engine.data import datasets as data
 
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    """Never touch the real cache or the network."""
-    monkeypatch.setenv("MLPSEARCH_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("MLPSEARCH_OFFLINE", "1")
-    monkeypatch.delenv("MLPSEARCH_DATA", raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_data")  # never the real cache or the network
 
 
 def make_xy(n=100, d=5, labels=(-3, 7, 42), seed=0):

@@ -14,55 +14,15 @@ import resource
 import shutil
 import signal
 import subprocess
-import sys
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
-from test_search import (
-    cli,
-    load,
-    running_worker,
-    slow_experiment,
-    start,
-    wait_for,
-    write_experiment,
-)
 
 from mlpsearch.storage import fail_stale, open_storage, planning_lock
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@contextmanager
-def process_tree(parents: list[int]):
-    """Collects ``{child pid: parent pid}`` of the given processes while they run, so that a
-    trial's ``pid`` (a loky worker) tells which parent ("machine") ran it."""
-    seen: dict[int, int] = {}
-    stop = threading.Event()
-
-    def watch():
-        while not stop.wait(0.1):
-            for stat in Path("/proc").glob("[0-9]*/stat"):
-                try:
-                    ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-                except (OSError, ValueError, IndexError):
-                    continue
-                if ppid in parents:
-                    seen[int(stat.parent.name)] = ppid
-
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    try:
-        yield seen
-    finally:
-        stop.set()
-        thread.join()
 
 
 def values(study: optuna.Study) -> dict[int, float]:
@@ -81,12 +41,15 @@ def one_error_line(stderr: str) -> str:
     return lines[0]
 
 
-def test_killed_machine_loses_no_finished_trial(tmp_path):
+@pytest.mark.slow
+def test_killed_machine_loses_no_finished_trial(
+    tmp_path, slow_experiment, cli, wait_until, running_worker, load_study
+):
     """SIGKILL of the parent and its workers at once (a machine that dies) mid-trial; the same
     command then finishes the study, and every trial finished before the kill is kept."""
     path = slow_experiment(tmp_path, "crash", n_trials=6)
     results = tmp_path / "r"
-    proc = start(
+    proc = cli.start(
         "run", str(path), "--out", str(results), cwd=tmp_path,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
@@ -94,33 +57,40 @@ def test_killed_machine_loses_no_finished_trial(tmp_path):
 
         def one_done_and_one_running():
             found = running_worker(results, "crash")
-            return found and values(load(results, "crash"))
+            return found and values(load_study(results / "crash"))
 
-        wait_for(one_done_and_one_running, timeout=120)
+        wait_until(one_done_and_one_running, 120, what="a finished trial while another runs")
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    before = values(load(results, "crash"))
+    before = values(load_study(results / "crash"))
     again = cli("run", str(path), "--out", str(results), cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    study = load(results, "crash")
+    study = load_study(results / "crash")
     assert complete_slots(study) == list(range(6))
     assert {n: v for n, v in values(study).items() if n in before} == before
     assert any("died" in t.user_attrs.get("fail_reason", "") for t in study.trials)
 
 
-def test_worker_paused_past_the_grace_period_drops_its_trial(tmp_path):
+@pytest.mark.slow
+def test_worker_paused_past_the_grace_period_drops_its_trial(
+    tmp_path, slow_experiment, cli, wait_until, running_worker, load_study
+):
     """A worker stopped (SIGSTOP: a suspended machine) until another process takes its trial
     for dead and re-queues it; resumed, it drops that trial quietly and goes on."""
     path = slow_experiment(tmp_path, "paused", n_trials=6)
     results = tmp_path / "r"
-    proc = start("run", str(path), "--out", str(results), cwd=tmp_path)
+    proc = cli.start("run", str(path), "--out", str(results), cwd=tmp_path)
     try:
-        victim, pid = wait_for(lambda: running_worker(results, "paused"))
+        victim, pid = wait_until(
+            lambda: running_worker(results, "paused"), what="a worker running a trial"
+        )
         os.kill(pid, signal.SIGSTOP)
-        time.sleep(1.5)  # no heartbeat for longer than the (here short) grace period
+        # The subject of the test, not a wait for an event: silence for longer than the grace
+        # period (here 1 s) that fail_stale measures from the worker's last heartbeat.
+        time.sleep(1.5)
         storage = open_storage(f"journal:{results / 'paused' / 'journal.log'}")
         study = optuna.load_study(study_name="paused", storage=storage)
         assert victim.number in fail_stale(study, storage, grace=1.0)
@@ -130,13 +100,13 @@ def test_worker_paused_past_the_grace_period_drops_its_trial(tmp_path):
         proc.kill()
     assert proc.returncode == 0, err
     assert err == ""
-    study = load(results, "paused")
+    study = load_study(results / "paused")
     assert complete_slots(study) == list(range(6))
     dropped = study.trials[victim.number]
     assert dropped.state == TrialState.FAIL and "silent" in dropped.user_attrs["fail_reason"]
 
 
-def test_results_path_through_a_file_is_refused(tmp_path):
+def test_results_path_through_a_file_is_refused(tmp_path, write_experiment, cli):
     (tmp_path / "results").write_text("a file where the results folder should be")
     path = write_experiment(tmp_path / "e.toml", "nofolder", n_trials=2)
     r = cli("run", str(path), "--out", str(tmp_path / "results" / "sub"), cwd=tmp_path)
@@ -163,7 +133,9 @@ def mount_point(tmp_path):
         subprocess.run(["umount", "-l", str(p)], capture_output=True)
 
 
-def test_read_only_results_folder_is_refused_and_the_study_is_untouched(tmp_path, mount_point):
+def test_read_only_results_folder_is_refused_and_the_study_is_untouched(
+    tmp_path, mount_point, write_experiment, cli
+):
     point, mounted = mount_point
     path = write_experiment(tmp_path / "e.toml", "ro", n_trials=2, epochs=3)
     results = tmp_path / "r"
@@ -179,7 +151,9 @@ def test_read_only_results_folder_is_refused_and_the_study_is_untouched(tmp_path
     assert not (results / "new").exists()
 
 
-def test_full_disk_stops_with_one_line_and_the_journal_intact(tmp_path, mount_point):
+def test_full_disk_stops_with_one_line_and_the_journal_intact(
+    tmp_path, mount_point, write_experiment, cli, load_study
+):
     """Results (and journal) on a 64 KiB tmpfs: it fills mid-study. One line, exit 1; the
     journal stays readable with every trial it had; after making room, the same command
     finishes the study without losing any of them."""
@@ -198,32 +172,39 @@ def test_full_disk_stops_with_one_line_and_the_journal_intact(tmp_path, mount_po
     journal = point / "full" / "journal.log"
     raw = journal.read_bytes()
     assert raw.endswith(b"\n") and all(json.loads(x) for x in raw.splitlines())
-    kept = values(load(point, "full"))
+    kept = values(load_study(point / "full"))
     assert kept  # some trials finished before the disk was full
     assert not list((point / "full").glob("*.tmp"))
     assert not (point / "full" / "trials.csv").exists()
     subprocess.run(["mount", "-o", "remount,size=4m", str(point)], check=True)
     again = cli("run", str(path), "--out", str(point), cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    study = load(point, "full")
+    study = load_study(point / "full")
     assert complete_slots(study) == list(range(30))
     assert {n: v for n, v in values(study).items() if n in kept} == kept
 
 
-def finished_study(tmp_path: Path, name: str, n_trials: int = 3) -> tuple[Path, Path]:
-    path = write_experiment(tmp_path / "e.toml", name, n_trials=n_trials, epochs=3)
-    results = tmp_path / "r"
-    assert cli("run", str(path), "--out", str(results), cwd=tmp_path).returncode == 0
-    return path, results
+@pytest.fixture
+def finished_study(tmp_path, write_experiment, cli):
+    """``finished_study(name, n_trials=3)``: a study of 3-epoch trials run through the command
+    line in ``tmp_path``; its experiment file and results folder."""
+
+    def run(name: str, n_trials: int = 3) -> tuple[Path, Path]:
+        path = write_experiment(tmp_path / "e.toml", name, n_trials=n_trials, epochs=3)
+        results = tmp_path / "r"
+        assert cli("run", str(path), "--out", str(results), cwd=tmp_path).returncode == 0
+        return path, results
+
+    return run
 
 
-def test_cut_last_record_is_set_aside_with_a_warning(tmp_path):
+def test_cut_last_record_is_set_aside_with_a_warning(finished_study, cli, load_study, tmp_path):
     """A writer killed mid-append leaves a last line without its newline: the next run sets
     it aside (kept beside the journal, named in a warning) and goes on; nothing finished is
     lost, and the records appended after it are readable."""
-    path, results = finished_study(tmp_path, "cut")
+    path, results = finished_study("cut")
     journal = results / "cut" / "journal.log"
-    before = values(load(results, "cut"))
+    before = values(load_study(results / "cut"))
     last = journal.read_bytes().splitlines()[-1]
     with open(journal, "ab") as f:
         f.write(last[: len(last) // 2])  # half a record, no newline
@@ -233,15 +214,15 @@ def test_cut_last_record_is_set_aside_with_a_warning(tmp_path):
     assert len(warning) == 1 and "cut short" in warning[0] and "set it aside" in warning[0]
     aside = list(journal.parent.glob("journal.log.partial-*"))
     assert len(aside) == 1 and aside[0].read_bytes() == last[: len(last) // 2]
-    study = load(results, "cut")
+    study = load_study(results / "cut")
     assert {n: v for n, v in values(study).items() if n in before} == before
     assert complete_slots(study) == list(range(5))
 
 
-def test_damaged_record_inside_the_journal_is_a_clear_error(tmp_path):
+def test_damaged_record_inside_the_journal_is_a_clear_error(finished_study, cli, tmp_path):
     """A damaged line that is not the last: not repairable silently; exit 2, one line, and
     the journal left as it is."""
-    path, results = finished_study(tmp_path, "damaged")
+    path, results = finished_study("damaged")
     journal = results / "damaged" / "journal.log"
     lines = journal.read_bytes().splitlines(keepends=True)
     lines[2] = lines[2][:10] + b"\n"
@@ -254,7 +235,8 @@ def test_damaged_record_inside_the_journal_is_a_clear_error(tmp_path):
     assert journal.read_bytes() == damaged
 
 
-def test_exception_inside_a_trial_is_stored_with_its_traceback(tmp_path):
+@pytest.mark.slow
+def test_exception_inside_a_trial_is_stored_with_its_traceback(tmp_path, cli, load_study):
     """A worker that runs out of memory (an address-space limit, as on a shared cluster): the
     trials too large for it fail with MemoryError and its traceback on the trial; the others
     complete and the run succeeds."""
@@ -268,12 +250,9 @@ def test_exception_inside_a_trial_is_stored_with_its_traceback(tmp_path):
     def limited():
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
-    r = subprocess.run(
-        [sys.executable, "-m", "mlpsearch", "run", str(path), "--out", str(tmp_path / "r")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300, preexec_fn=limited,
-    )  # fmt: skip
+    r = cli("run", str(path), "--out", str(tmp_path / "r"), cwd=tmp_path, preexec_fn=limited)
     assert r.returncode == 0, r.stderr
-    study = load(tmp_path / "r", "oom")
+    study = load_study(tmp_path / "r" / "oom")
     failed = study.get_trials(states=(TrialState.FAIL,))
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(failed) + len(complete) == 6 and failed and complete
@@ -288,7 +267,7 @@ def test_exception_inside_a_trial_is_stored_with_its_traceback(tmp_path):
     assert "fail      MemoryError" in r.stdout  # the progress line says why
 
 
-def test_nan_in_the_data_is_refused_before_any_training(tmp_path):
+def test_nan_in_the_data_is_refused_before_any_training(tmp_path, cli):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 4))
     X[17, 2] = np.nan
@@ -304,57 +283,73 @@ def test_nan_in_the_data_is_refused_before_any_training(tmp_path):
     assert not (tmp_path / "r").exists()  # no study, no results folder
 
 
-def test_journal_planning_waits_for_the_lock(tmp_path):
+def open_files(pid: int) -> set[Path]:
+    """The files process ``pid`` holds open (empty once it is gone)."""
+    found = set()
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                found.add(Path(os.readlink(fd)))
+            except OSError:  # closed meanwhile
+                pass
+    except OSError:
+        pass
+    return found
+
+
+def test_journal_planning_waits_for_the_lock(
+    tmp_path, write_experiment, cli, wait_until, load_study
+):
     path = write_experiment(tmp_path / "e.toml", "wait", n_trials=3, epochs=3)
     journal = tmp_path / "j" / "journal.log"
     storage = open_storage(f"journal:{journal}")
+    before = set(journal.parent.iterdir())
     with planning_lock(storage, "wait"):
-        proc = start(
+        lock_files = set(journal.parent.iterdir()) - before
+        assert lock_files, "the planning lock made no file beside the journal"
+        proc = cli.start(
             "run", str(path), "--storage", f"journal:{journal}", "--out", str(tmp_path / "r"),
             cwd=tmp_path,
         )  # fmt: skip
-        time.sleep(4)
-        assert proc.poll() is None
+        wait_until(
+            lambda: lock_files & open_files(proc.pid) or proc.poll() is not None,
+            120,
+            what="the run to open the planning lock's file",
+        )
+        assert proc.poll() is None  # waiting at the lock, not finished or failed
         assert journal.stat().st_size == 0  # nothing planned while we hold the lock
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
-    assert complete_slots(load_journal(journal, "wait")) == [0, 1, 2]
+    assert complete_slots(load_study(f"journal:{journal}", "wait")) == [0, 1, 2]
 
 
-def load_journal(journal: Path, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=open_storage(f"journal:{journal}"))
-
-
-def test_two_runs_started_together_on_one_journal(tmp_path):
+@pytest.mark.slow
+def test_two_runs_started_together_on_one_journal(
+    tmp_path, write_experiment, cli, process_tree, load_study
+):
     # two workers each: one BLAS thread per worker process (cpu_count // n_jobs on 2 cores)
     path = write_experiment(tmp_path / "e.toml", "pair", n_trials=8, n_jobs=2, epochs=100)
     journal = tmp_path / "shared" / "journal.log"
+    url = f"journal:{journal}"
     procs = [
-        start(
-            "run",
-            str(path),
-            "--storage",
-            f"journal:{journal}",
-            "--out",
-            str(tmp_path / f"m{i}"),
-            cwd=tmp_path,
-        )  # fmt: skip
+        cli.start(
+            "run", str(path), "--storage", url, "--out", str(tmp_path / f"m{i}"), cwd=tmp_path
+        )
         for i in (1, 2)
     ]
     with process_tree([p.pid for p in procs]) as tree:
         for p in procs:
             _, err = p.communicate(timeout=300)
             assert p.returncode == 0, err
-    study = load_journal(journal, "pair")
+    study = load_study(f"journal:{journal}", "pair")
     assert len(study.trials) == 8  # nothing enqueued twice
     assert complete_slots(study) == list(range(8))
     assert {tree.get(t.user_attrs["pid"]) for t in study.trials} == {p.pid for p in procs}
 
 
 @pytest.mark.slow
-def test_load_eight_workers_200_trials_on_a_journal(tmp_path):
-    sys.path.insert(0, str(ROOT / "experiments" / "benchmarks"))
-    import load as bench
+def test_load_eight_workers_200_trials_on_a_journal(tmp_path, load_benchmark):
+    bench = load_benchmark("load")
 
     figures = bench.run_load(f"journal:{tmp_path / 'journal.log'}", tmp_path, 8, 200)
     assert figures["errors"] == []
@@ -363,8 +358,8 @@ def test_load_eight_workers_200_trials_on_a_journal(tmp_path):
     assert figures["processes"] >= 2
 
 
-def test_worker_on_a_journal_needs_an_existing_study(tmp_path):
-    path, results = finished_study(tmp_path, "done", n_trials=2)
+def test_worker_on_a_journal_needs_an_existing_study(finished_study, cli, tmp_path):
+    path, results = finished_study("done", n_trials=2)
     url = f"journal:{results / 'done' / 'journal.log'}"
     before = (results / "done" / "journal.log").read_bytes()
     r = cli("worker", "--storage", url, "--study", "nope", cwd=tmp_path)

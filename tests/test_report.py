@@ -9,11 +9,9 @@ import matplotlib.image
 import optuna
 import pandas as pd
 import pytest
-from study_fixture import N_TRIALS, NAME, study_copy
 
 from mlpsearch.cli import main
 from mlpsearch.plots import PLOTS, write_plots
-from mlpsearch.storage import open_storage
 
 REQUIRED_COLUMNS = [
     "number",
@@ -32,13 +30,8 @@ REQUIRED_COLUMNS = [
 
 
 @pytest.fixture
-def folder(tmp_path_factory, tmp_path) -> Path:
-    return study_copy(tmp_path_factory, tmp_path)
-
-
-def load(folder: Path) -> optuna.Study:
-    storage = open_storage(f"journal:{folder / 'journal.log'}")
-    return optuna.load_study(study_name=NAME, storage=storage)
+def folder(tiny_study) -> Path:
+    return tiny_study
 
 
 def report_files(folder: Path) -> dict[str, bytes]:
@@ -46,11 +39,11 @@ def report_files(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in paths}
 
 
-def test_csv_has_one_row_per_trial_with_every_column(folder, capsys):
+def test_csv_has_one_row_per_trial_with_every_column(folder, capsys, load_study, tiny_experiment):
     assert main(["report", str(folder)]) == 0
-    study = load(folder)
+    study = load_study(folder)
     frame = pd.read_csv(folder / "trials.csv")
-    assert len(frame) == len(study.trials) == N_TRIALS
+    assert len(frame) == len(study.trials) == tiny_experiment.study.n_trials
     assert list(frame["number"]) == [t.number for t in study.trials]
     assert set(REQUIRED_COLUMNS) <= set(frame.columns)
     params = {f"param_{p}" for t in study.trials for p in t.params}
@@ -62,12 +55,12 @@ def test_csv_has_one_row_per_trial_with_every_column(folder, capsys):
         assert row["seed"] == t.user_attrs["seed"]
 
 
-def test_prints_the_summary_and_the_best_trials_first(folder, capsys):
+def test_prints_the_summary_and_the_best_trials_first(folder, capsys, load_study):
     assert main(["report", str(folder), "--top", "3"]) == 0
     out = capsys.readouterr().out
-    study = load(folder)
+    study = load_study(folder)
     ranked = sorted(study.trials, key=lambda t: (t.value, t.number))
-    assert f"study          {NAME}" in out
+    assert f"study          {folder.name}" in out
     assert f"best trial     {ranked[0].number}: validation error {ranked[0].value:.2%}" in out
     table = out.split("top 3 trials")[1].splitlines()[2:5]
     assert [int(line.split()[0]) for line in table] == [t.number for t in ranked[:3]]
@@ -90,7 +83,7 @@ def test_html_embeds_every_plot_and_needs_no_other_file(folder):
         assert f'src="data:image/png;base64,{data}"' in page, stem
     assert page.count("<img ") == len(PLOTS)
     assert "http://" not in page and "https://" not in page and "<script" not in page
-    assert f"Study {NAME}" in page and "<table" in page
+    assert f"Study {folder.name}" in page and "<table" in page
 
 
 def test_report_twice_gives_identical_files(folder):
@@ -103,9 +96,9 @@ def test_report_twice_gives_identical_files(folder):
 def test_storage_and_study_options_name_the_same_study(folder, tmp_path):
     url = f"journal:{folder / 'journal.log'}"
     out = tmp_path / "elsewhere"
-    assert main(["report", "--storage", url, "--study", NAME, "--out", str(out)]) == 0
-    assert (out / NAME / "report.html").is_file()
-    assert (out / NAME / "trials.csv").read_bytes() == (folder / "trials.csv").read_bytes()
+    assert main(["report", "--storage", url, "--study", folder.name, "--out", str(out)]) == 0
+    assert (out / folder.name / "report.html").is_file()
+    assert (out / folder.name / "trials.csv").read_bytes() == (folder / "trials.csv").read_bytes()
 
 
 @pytest.mark.parametrize(
@@ -130,7 +123,7 @@ def test_unknown_study_is_a_one_line_error(args, message, tmp_path, capsys, monk
 def test_wrong_study_name_in_a_storage_lists_the_names_it_holds(folder, capsys):
     url = f"journal:{folder / 'journal.log'}"
     assert main(["report", "--storage", url, "--study", "nope"]) == 2
-    assert f"no study 'nope' in {url} (it holds: {NAME})" in capsys.readouterr().err
+    assert f"no study 'nope' in {url} (it holds: {folder.name})" in capsys.readouterr().err
 
 
 def test_plots_of_a_study_without_trials_say_so(tmp_path):
@@ -140,8 +133,8 @@ def test_plots_of_a_study_without_trials_say_so(tmp_path):
     assert all(p.stat().st_size > 1000 for p in paths)
 
 
-def test_compare_draws_the_curves_and_lists_what_differs(folder, capsys):
-    study = load(folder)
+def test_compare_draws_the_curves_and_lists_what_differs(folder, capsys, load_study):
+    study = load_study(folder)
     a, b, c = (t.number for t in study.trials[:3])
     assert main(["compare", str(folder), str(a), str(b), str(c)]) == 0
     out = capsys.readouterr().out
@@ -156,7 +149,10 @@ def test_compare_draws_the_curves_and_lists_what_differs(folder, capsys):
 def test_compare_with_storage_options(folder, capsys):
     url = f"journal:{folder / 'journal.log'}"
     assert (
-        main(["compare", "--storage", url, "--study", NAME, "--out", str(folder.parent), "1"]) == 0
+        main(
+            ["compare", "--storage", url, "--study", folder.name, "--out", str(folder.parent), "1"]
+        )
+        == 0
     )
     assert (folder / "plots" / "compare_1.png").is_file()
 
@@ -164,7 +160,7 @@ def test_compare_with_storage_options(folder, capsys):
 def test_compare_unknown_trial_is_a_one_line_error(folder, capsys):
     assert main(["compare", str(folder), "0", "99"]) == 2
     err = capsys.readouterr().err
-    expected = f"mlpsearch: error: trial 99 is not in study '{NAME}' (its trials: 0 to 5)\n"
+    expected = f"mlpsearch: error: trial 99 is not in study '{folder.name}' (its trials: 0 to 5)\n"
     assert err == expected
     assert main(["compare", str(folder), "zero"]) == 2
     assert "'zero' is not a trial number" in capsys.readouterr().err

@@ -2,45 +2,34 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 import optuna
 import pytest
-from study_fixture import NAME, study_copy
 
-from mlpsearch.engine import MLP
 from mlpsearch.cli import main
 from mlpsearch.config import load_experiment
+from mlpsearch.engine import MLP
 from mlpsearch.rerun import fresh_seeds, rerun, standalone_toml
 from mlpsearch.single import train_experiment
-from mlpsearch.storage import open_storage
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def folder(tmp_path_factory, tmp_path) -> Path:
-    return study_copy(tmp_path_factory, tmp_path)
-
-
-def load(folder: Path) -> optuna.Study:
-    storage = open_storage(f"journal:{folder / 'journal.log'}")
-    return optuna.load_study(study_name=NAME, storage=storage)
+def folder(tiny_study) -> Path:
+    return tiny_study
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     return min(study.trials, key=lambda t: (t.value, t.number))
 
 
-def test_rerun_reproduces_the_stored_validation_error_exactly(folder, capsys):
-    study = load(folder)
+def test_rerun_reproduces_the_stored_validation_error_exactly(folder, capsys, load_study):
+    study = load_study(folder)
     best = best_trial(study)
     assert main(["rerun", str(folder)]) == 0
     out = capsys.readouterr().out
-    assert f"trial {best.number} of {NAME}" in out
+    assert f"trial {best.number} of {folder.name}" in out
     assert "reproduced exactly" in out
     model = MLP.load(folder / "best_model.npz")
     assert model.layer_sizes == best.user_attrs["config"]["model"]["layer_sizes"]
@@ -56,8 +45,8 @@ def _val_error(model: MLP, folder: Path) -> float:
     return float((model.predict(data.X_val) != data.y_val).mean())
 
 
-def test_rerun_of_every_complete_trial_matches(folder):
-    study = load(folder)
+def test_rerun_of_every_complete_trial_matches(folder, load_study):
+    study = load_study(folder)
     for t in study.trials:
         result = rerun(study, folder, trial=t.number, echo=lambda s: None)
         assert result.reproduced and result.got == result.stored == t.value
@@ -78,8 +67,8 @@ def test_a_changed_result_is_reported_loudly_with_exit_1(folder, capsys, monkeyp
     assert "NOT REPRODUCED" in captured.err and "reproduced exactly" not in captured.out
 
 
-def test_best_toml_round_trips_through_mlpsearch_train(folder, tmp_path):
-    study = load(folder)
+def test_best_toml_round_trips_through_mlpsearch_train(folder, tmp_path, load_study, cli):
+    study = load_study(folder)
     best = best_trial(study)
     assert main(["rerun", str(folder)]) == 0
     path = folder / "best.toml"
@@ -94,30 +83,24 @@ def test_best_toml_round_trips_through_mlpsearch_train(folder, tmp_path):
 
     # and through the command line, in a fresh process, with no study around
     save = tmp_path / "model.npz"
-    done = subprocess.run(
-        [sys.executable, "-m", "mlpsearch", "train", str(path), "--save", str(save)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = cli("train", str(path), "--save", str(save), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert f"validation error {best.user_attrs['best_val_error']:.4f}" in done.stdout
     assert save.is_file()
 
 
-def test_rerun_of_a_trial_that_is_not_the_best_writes_its_own_files(folder):
-    study = load(folder)
+def test_rerun_of_a_trial_that_is_not_the_best_writes_its_own_files(folder, load_study):
+    study = load_study(folder)
     other = max(study.trials, key=lambda t: (t.value, t.number))
     result = rerun(study, folder, trial=other.number, echo=lambda s: None)
     assert result.reproduced
     assert result.files["toml"] == folder / f"trial_{other.number}.toml"
-    assert f'name = "{NAME}_trial{other.number}"' in result.files["toml"].read_text()
+    assert f'name = "{folder.name}_trial{other.number}"' in result.files["toml"].read_text()
     assert not (folder / "best.toml").exists()
 
 
-def test_fresh_seeds_give_a_mean_and_a_spread(folder, capsys):
-    study = load(folder)
+def test_fresh_seeds_give_a_mean_and_a_spread(folder, capsys, load_study):
+    study = load_study(folder)
     best = best_trial(study)
     assert main(["rerun", str(folder), "--seeds", "3"]) == 0
     out = capsys.readouterr().out
@@ -128,8 +111,8 @@ def test_fresh_seeds_give_a_mean_and_a_spread(folder, capsys):
     assert all(str(s) in out for s in seeds)
 
 
-def test_final_trains_on_train_and_validation_and_reports_the_test_error(folder):
-    study = load(folder)
+def test_final_trains_on_train_and_validation_and_reports_the_test_error(folder, load_study):
+    study = load_study(folder)
     best = best_trial(study)
     result = rerun(study, folder, final=True, echo=lambda s: None)
     assert result.test_error is not None and 0.0 <= result.test_error < 0.5
@@ -152,8 +135,8 @@ def test_bad_rerun_arguments_are_one_line_errors(folder, capsys, args, message):
     assert err == f"mlpsearch: error: {message}\n"
 
 
-def test_standalone_toml_fixes_every_hyperparameter(folder):
-    study = load(folder)
+def test_standalone_toml_fixes_every_hyperparameter(folder, load_study):
+    study = load_study(folder)
     best = best_trial(study)
     from mlpsearch.rerun import study_experiment
 

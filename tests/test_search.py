@@ -4,58 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from mlpsearch.config import dumps_toml, load_experiment
+from mlpsearch.config import load_experiment
 from mlpsearch.runner import run_study
-from mlpsearch.storage import default_url, open_storage
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def write_experiment(path: Path, name: str, *, n_trials=6, n_jobs=2, epochs=8, **space) -> Path:
-    sections = {
-        "study": {"name": name, "n_trials": n_trials, "n_jobs": n_jobs, "seed": 7},
-        "data": {"dataset": "digits"},
-        "train": {"epochs": epochs, "batch_size": 64},
-        "space": {
-            "hidden_layers": {"low": 1, "high": 2},
-            "units": {"low": 8, "high": 32},
-            "activation": ["relu", "tanh"],
-            "learning_rate": {"low": 0.01, "high": 0.2, "log": True},
-            **space,
-        },
-    }
-    path.write_text(dumps_toml(sections))
-    return path
-
-
-def load(results: Path, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=open_storage(default_url(results, name)))
-
-
-def cli(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mlpsearch", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        **kwargs,
-    )
-
-
-def start(*args: str, cwd: Path, **kwargs) -> subprocess.Popen:
-    """``mlpsearch ARGS`` started in the background (output captured unless told otherwise)."""
-    options = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **kwargs}
-    return subprocess.Popen([sys.executable, "-m", "mlpsearch", *args], cwd=cwd, **options)
 
 
 def configs(study: optuna.Study) -> dict[int, tuple]:
@@ -66,7 +22,7 @@ def configs(study: optuna.Study) -> dict[int, tuple]:
     }
 
 
-def test_configurations_do_not_depend_on_the_number_of_workers(tmp_path):
+def test_configurations_do_not_depend_on_the_number_of_workers(tmp_path, write_experiment):
     path = write_experiment(tmp_path / "e.toml", "repro", n_trials=8)
     exp = load_experiment(path)
     one = run_study(exp.replace_study(n_jobs=1), tmp_path / "one", echo=lambda s: None)
@@ -79,7 +35,7 @@ def test_configurations_do_not_depend_on_the_number_of_workers(tmp_path):
     assert by_slot == {t.user_attrs["slot"]: t.value for t in two.study.get_trials()}
 
 
-def test_two_workers_finish_every_trial_once(tmp_path):
+def test_two_workers_finish_every_trial_once(tmp_path, write_experiment):
     path = write_experiment(tmp_path / "e.toml", "pair", n_trials=10)
     result = run_study(load_experiment(path), tmp_path / "results", echo=lambda s: None)
     trials = result.study.get_trials()
@@ -97,7 +53,7 @@ def test_two_workers_finish_every_trial_once(tmp_path):
     assert len(csv) == 11
 
 
-def test_diverging_trial_fails_and_the_study_goes_on(tmp_path):
+def test_diverging_trial_fails_and_the_study_goes_on(tmp_path, write_experiment):
     path = write_experiment(tmp_path / "e.toml", "diverge", n_trials=6, learning_rate=[0.05, 1e6])
     result = run_study(load_experiment(path), tmp_path / "results", echo=lambda s: None)
     trials = result.study.get_trials()
@@ -109,7 +65,7 @@ def test_diverging_trial_fails_and_the_study_goes_on(tmp_path):
     assert all(t.params["learning_rate"] == 0.05 for t in complete)
 
 
-def test_resume_extends_the_study(tmp_path):
+def test_resume_extends_the_study(tmp_path, write_experiment):
     path = write_experiment(tmp_path / "e.toml", "grow", n_trials=4)
     exp = load_experiment(path)
     first = run_study(exp, tmp_path / "r", echo=lambda s: None)
@@ -122,7 +78,7 @@ def test_resume_extends_the_study(tmp_path):
     assert configs(alone.study) == configs(second.study)
 
 
-def test_resume_with_a_changed_space_is_refused(tmp_path):
+def test_resume_with_a_changed_space_is_refused(tmp_path, write_experiment, cli, load_study):
     path = write_experiment(tmp_path / "e.toml", "fixed", n_trials=2)
     run_study(load_experiment(path), tmp_path / "r", echo=lambda s: None)
     write_experiment(path, "fixed", n_trials=2, activation=["sigmoid"])
@@ -132,51 +88,20 @@ def test_resume_with_a_changed_space_is_refused(tmp_path):
         "mlpsearch: error: study 'fixed' already exists with a different experiment "
         "(space.activation changed); use --study NAME for a new study"
     ]
-    assert len(load(tmp_path / "r", "fixed").get_trials()) == 2
+    assert len(load_study(tmp_path / "r" / "fixed").get_trials()) == 2
 
 
-def slow_experiment(tmp_path: Path, name: str, n_trials: int) -> Path:
-    """Trials of about a second each, so that a signal lands mid-trial."""
-    return write_experiment(
-        tmp_path / f"{name}.toml",
-        name,
-        n_trials=n_trials,
-        epochs=600,
-        units={"low": 96, "high": 128},
-    )
-
-
-def wait_for(predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out")
-
-
-def running_worker(results: Path, name: str):
-    journal = results / name / "journal.log"
-    if not journal.exists() or journal.stat().st_size == 0:
-        return None
-    try:
-        study = load(results, name)
-    except KeyError:
-        return None
-    for t in study.get_trials(states=(TrialState.RUNNING,)):
-        worker = t.system_attrs.get("mlpsearch:worker")
-        if worker:
-            return t, int(worker.split(":")[1])
-    return None
-
-
-def test_killed_worker_trial_is_rerun_with_the_same_parameters_and_seed(tmp_path):
+@pytest.mark.slow
+def test_killed_worker_trial_is_rerun_with_the_same_parameters_and_seed(
+    tmp_path, slow_experiment, cli, wait_until, running_worker, load_study
+):
     path = slow_experiment(tmp_path, "kill", n_trials=6)
     results = tmp_path / "r"
-    proc = start("run", str(path), "--out", str(results), cwd=tmp_path)
+    proc = cli.start("run", str(path), "--out", str(results), cwd=tmp_path)
     try:
-        victim, pid = wait_for(lambda: running_worker(results, "kill"))
+        victim, pid = wait_until(
+            lambda: running_worker(results, "kill"), what="a worker running a trial"
+        )
         os.kill(pid, signal.SIGKILL)
         out, err = proc.communicate(timeout=300)
     finally:
@@ -184,7 +109,7 @@ def test_killed_worker_trial_is_rerun_with_the_same_parameters_and_seed(tmp_path
     # the parent either recovered by itself or stopped; running it again finishes the study
     again = cli("run", str(path), "--out", str(results), cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    study = load(results, "kill")
+    study = load_study(results / "kill")
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert sorted(t.user_attrs["slot"] for t in complete) == list(range(6))
     killed = study.trials[victim.number]
@@ -198,25 +123,28 @@ def test_killed_worker_trial_is_rerun_with_the_same_parameters_and_seed(tmp_path
     assert retry[0].user_attrs["seed"] == victim.user_attrs["seed"]
 
 
-def test_ctrl_c_exits_130_and_keeps_finished_trials(tmp_path):
+@pytest.mark.slow
+def test_ctrl_c_exits_130_and_keeps_finished_trials(
+    tmp_path, slow_experiment, cli, wait_until, running_worker, load_study
+):
     path = slow_experiment(tmp_path, "stop", n_trials=8)
     results = tmp_path / "r"
-    proc = start("run", str(path), "--out", str(results), cwd=tmp_path)
+    proc = cli.start("run", str(path), "--out", str(results), cwd=tmp_path)
 
     def finished():
         found = running_worker(results, "stop")
         if not found:
             return None
-        return load(results, "stop").get_trials(states=(TrialState.COMPLETE,))
+        return load_study(results / "stop").get_trials(states=(TrialState.COMPLETE,))
 
-    done_before = wait_for(finished)
+    done_before = wait_until(finished, what="a finished trial while another runs")
     proc.send_signal(signal.SIGINT)
     started = time.monotonic()
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert time.monotonic() - started < 10
     assert "resume with: mlpsearch run" in err
-    study = load(results, "stop")
+    study = load_study(results / "stop")
     kept = {t.number for t in study.get_trials(states=(TrialState.COMPLETE,))}
     assert {t.number for t in done_before} <= kept
     assert not study.get_trials(states=(TrialState.RUNNING,))  # re-queued, not left running
@@ -224,17 +152,18 @@ def test_ctrl_c_exits_130_and_keeps_finished_trials(tmp_path):
     assert again.returncode == 0, again.stderr
     slots = [
         t.user_attrs["slot"]
-        for t in load(results, "stop").get_trials(states=(TrialState.COMPLETE,))
+        for t in load_study(results / "stop").get_trials(states=(TrialState.COMPLETE,))
     ]
     assert sorted(slots) == list(range(8))
 
 
 @pytest.mark.slow
-def test_default_run_completes_on_digits(tmp_path):
-    result = cli("run", "--out", str(tmp_path / "results"), cwd=tmp_path)
+def test_default_run_completes_on_digits(tmp_path, root, cli, load_study):
+    # 200 trials, about 50 s on 2 idle cores: a bound for a busy machine, not a speed check
+    result = cli("run", "--out", str(tmp_path / "results"), cwd=tmp_path, timeout=1200)
     assert result.returncode == 0, result.stderr
-    exp = load_experiment(ROOT / "experiments" / "digits_random.toml")
-    study = load(tmp_path / "results", "digits_random")
+    exp = load_experiment(root / "experiments" / "digits_random.toml")
+    study = load_study(tmp_path / "results" / "digits_random")
     trials = study.get_trials()
     assert len(trials) == exp.study.n_trials
     failed = [t for t in trials if t.state != TrialState.COMPLETE]
