@@ -59,7 +59,7 @@ def test_killed_machine_loses_no_finished_trial(
             found = running_worker(results, "crash")
             return found and values(load_study(results / "crash"))
 
-        wait_until(one_done_and_one_running, 120, what="a finished trial while another runs")
+        wait_until(one_done_and_one_running, 600, what="a finished trial while another runs")
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -313,7 +313,6 @@ def test_journal_planning_waits_for_the_lock(
         )  # fmt: skip
         wait_until(
             lambda: lock_files & open_files(proc.pid) or proc.poll() is not None,
-            120,
             what="the run to open the planning lock's file",
         )
         assert proc.poll() is None  # waiting at the lock, not finished or failed

@@ -137,7 +137,7 @@ def test_ctrl_c_exits_130_and_keeps_finished_trials(
             return None
         return load_study(results / "stop").get_trials(states=(TrialState.COMPLETE,))
 
-    done_before = wait_until(finished, what="a finished trial while another runs")
+    done_before = wait_until(finished, 600, what="a finished trial while another runs")
     proc.send_signal(signal.SIGINT)
     started = time.monotonic()
     out, err = proc.communicate(timeout=60)
