@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from optuna.trial import FrozenTrial, TrialState
 
-from mlpsearch.trials import FINISHED, TrialRecord
+from mlpsearch.trials import FINISHED, TrialRecord, best
 
 
 class Progress:
@@ -39,9 +39,9 @@ class Progress:
         self._draw()
 
     def _best_of(self, trials: list[TrialRecord]) -> None:
-        for r in trials:
-            if r.state == TrialState.COMPLETE and (self.best is None or r.value < self.best):
-                self.best = r.value
+        top = best(trials)
+        if top is not None and (self.best is None or top.value < self.best):
+            self.best = top.value
 
     def _counted(self) -> int:
         return len(self.seen)

@@ -67,6 +67,13 @@ RETRY_OF = "failed_trial"  # int: the number of the failed trial it re-runs
 EXPERIMENT_TOML = "experiment_toml"
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+# Engine settings the readers show (the engine itself has defaults for the others).
+SHOWN = (
+    ("model", "activation"),
+    ("model", "init_scale"),
+    ("train", "learning_rate"),
+    ("train", "seed"),
+)
 
 
 # --- writing (in the worker, through the objective) -------------------------------------------
@@ -336,6 +343,9 @@ class _Reader:
             and all(_is_int(n) and n >= 1 for n in sizes)
         ):
             self.fail(key, f"model.layer_sizes {_show(sizes)}: not 2 or more positive integers")
+        missing = [f"{part}.{name}" for part, name in SHOWN if name not in value[part]]
+        if missing:
+            self.fail(key, f"has no {', '.join(missing)}")
         try:  # the engine checks the other settings; a network of one unit per layer is free
             MLP(**{**value["model"], "layer_sizes": [1] * len(sizes)})
             TrainConfig.from_dict(value["train"])

@@ -160,10 +160,6 @@ BAD_VALUES = [
 ]
 
 
-def _activation(config: dict, name: str) -> dict:
-    return {**config, "model": {**config["model"], "activation": name}}
-
-
 @pytest.mark.parametrize("key, value, message", BAD_VALUES, ids=lambda v: str(v)[:20])
 def test_a_malformed_value_is_one_line_in_every_reader(
     folder, tmp_path, capsys, key, value, message
@@ -172,11 +168,35 @@ def test_a_malformed_value_is_one_line_in_every_reader(
     _every_reader_says(bad, capsys, f"trial 0 of study 'bad': {message}")
 
 
-def test_an_unknown_activation_is_one_line_in_every_reader(folder, tmp_path, capsys):
-    config = _activation(load(folder).trials[0].user_attrs["config"], "swish")
+def _model(**changes):
+    return lambda c: {**c, "model": {**c["model"], **changes}}
+
+
+def _train(**changes):
+    return lambda c: {**c, "train": {**c["train"], **changes}}
+
+
+ENGINE_SAYS = "is not a valid engine config: "  # then the engine's own message
+BAD_CONFIGS = [
+    (_model(activation="swish"), ENGINE_SAYS, "swish"),
+    (_train(momentum=1.5), ENGINE_SAYS, "momentum"),
+    (_model(width=3), ENGINE_SAYS, "width"),
+    (_model(layer_sizes=[64, 0, 10]), "model.layer_sizes [64, 0, 10]: not 2 or more", ""),
+    (
+        lambda c: {**c, "train": {k: v for k, v in c["train"].items() if k != "learning_rate"}},
+        "has no train.learning_rate",
+        "",
+    ),
+]
+
+
+@pytest.mark.parametrize("change, message, word", BAD_CONFIGS)
+def test_a_bad_engine_config_is_one_line_in_every_reader(
+    folder, tmp_path, capsys, change, message, word
+):
+    config = change(load(folder).trials[0].user_attrs["config"])
     bad = _broken_study(folder, tmp_path, {"config": config})
-    _every_reader_says(bad, capsys, "trial 0 of study 'bad': stored config is not a valid engine "
-                       "config: unknown activation 'swish'")  # fmt: skip
+    _every_reader_says(bad, capsys, f"trial 0 of study 'bad': stored config {message}", word)
 
 
 def test_a_broken_stored_experiment_is_one_line(folder, tmp_path, capsys):
@@ -188,13 +208,14 @@ def test_a_broken_stored_experiment_is_one_line(folder, tmp_path, capsys):
         assert "study.sampler" in err and err.count("\n") == 1
 
 
-def _every_reader_says(folder: Path, capsys, message: str) -> None:
+def _every_reader_says(folder: Path, capsys, message: str, word: str = "") -> None:
     study = load(folder, "bad")
     for read in (records, best, lambda s: pick(s, 0), lambda s: trial_line(
             TrialRecord.from_frozen(s.trials[0], "bad"))):  # fmt: skip
         with pytest.raises(ConfigError) as caught:
             read(study)
         assert str(caught.value).startswith(message), str(caught.value)
+        assert word in str(caught.value)
     for args in (["report", str(folder)], ["compare", str(folder), "0"], ["rerun", str(folder)]):
         assert main(args) == 2, args
         err = capsys.readouterr().err
