@@ -203,6 +203,29 @@ def test_train_seed_falls_back_to_the_study_seed(folder, tmp_path):
     assert c.config["train"]["seed"] == best.seed + 1
 
 
+@pytest.mark.parametrize("seed, message", [(-1, "must be >= 0"), ("7", "is not an integer")])
+def test_a_bad_train_seed_is_one_line(tmp_path, capsys, seed, message):
+    from mlpsearch.config import dumps_toml
+
+    path = tmp_path / "e.toml"
+    path.write_text(dumps_toml({"train": {"epochs": 2, "seed": seed}}))
+    assert main(["train", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mlpsearch: error: {path}: train.seed: ") and message in err
+    assert err.count("\n") == 1
+
+
+def test_rerun_replaces_its_toml_whole(folder):
+    """best.toml is written to a temporary file and renamed over the old one (the model
+    files are written by the engine's MLP.save)."""
+    study = load(folder)
+    first = rerun(study, folder, echo=lambda s: None).files["toml"]
+    inode = first.stat().st_ino
+    again = rerun(study, folder, echo=lambda s: None).files["toml"]
+    assert again == first and again.stat().st_ino != inode
+    assert [p for p in folder.iterdir() if p.name.endswith(".tmp")] == []
+
+
 def test_importing_rerun_does_not_import_matplotlib():
     code = "import sys, mlpsearch.rerun; print('matplotlib' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
