@@ -97,6 +97,7 @@ def _store_results(trial: optuna.Trial, records: list[EpochRecord], seconds: flo
             "best_train_error": best.train_error,
             "best_val_error": best.val_error,
             "curve_train_loss": [r.train_loss for r in records],
+            "curve_batch_loss": [r.batch_loss for r in records],
             "curve_val_loss": [r.val_loss for r in records],
             "curve_train_error": [r.train_error for r in records],
             "curve_val_error": [r.val_error for r in records],
