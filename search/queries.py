@@ -27,6 +27,19 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 UNFINISHED = (TrialState.WAITING, TrialState.RUNNING)
 
 
+def direct(study: optuna.Study, storage: BaseStorage) -> optuna.Study:
+    """``study``, reading and writing ``storage`` itself rather than Optuna's cache in front of
+    an RDB storage (what a worker needs: its trials' reads become filtered queries).
+
+    The cache re-reads every unfinished trial on each read of the study, and it refuses the
+    parameters of a trial it has not read (a trial claimed by id here), so a worker on it
+    would have to read the whole queue once per trial.
+    """
+    if isinstance(storage, RDBStorage):
+        study._storage = storage
+    return study
+
+
 def _names(states: tuple[TrialState, ...]) -> str:
     """``'COMPLETE','PRUNED'``: the states as SQL literals (TrialState names, not user input;
     a bound parameter would be a VARCHAR that PostgreSQL's enum column refuses to compare)."""

@@ -45,6 +45,23 @@ def check_study_id(tmp_path: Path) -> None:
         assert study._study_id == storage.get_study_id_from_name("s")
 
 
+def check_storage(tmp_path: Path) -> None:
+    """``Study._storage``: the storage its trials read and write (set to a bare RDB storage
+    by mlpsearch.queries.direct, in place of Optuna's cache)."""
+    storage = RDBStorage(f"sqlite:///{tmp_path / 'direct.db'}")
+    study = optuna.create_study(storage=storage, study_name="s")
+    assert isinstance(study._storage, optuna.storages.BaseStorage)
+    study._storage = storage
+    study.enqueue_trial({"x": 1.0})
+    trial_id = storage.get_all_trials(study._study_id)[0]._trial_id
+    assert storage.set_trial_state_values(trial_id, TrialState.RUNNING)  # claimed by id
+    trial = optuna.Trial(study, trial_id)
+    assert trial.storage is storage
+    trial.suggest_float("x", 0, 2)  # a trial never read through the cache takes parameters
+    study.tell(trial, 1.0)
+    assert storage.get_all_trials(study._study_id)[0].params == {"x": 1.0}
+
+
 def check_backend(tmp_path: Path) -> None:
     """``JournalStorage._backend``: the journal backend it was built with."""
     backend = JournalFileBackend(str(tmp_path / "journal.log"))
@@ -69,6 +86,7 @@ OPTUNA_PRIVATE: dict[str, Callable[[Path], None]] = {
     "_trial_id": check_trial_id,
     "_study_id": check_study_id,
     "_backend": check_backend,
+    "_storage": check_storage,
     "_get_stale_trial_ids": check_stale_trial_ids,
 }
 
