@@ -101,7 +101,7 @@ def private_uses() -> dict[str, list[str]]:
     """``name -> ["file:line", ...]`` for every ``x._name`` in search/ on an object not ours.
 
     Ours: ``self._x``/``cls._x``, and names that search/ itself defines (functions, classes,
-    module globals, attributes it assigns).
+    module globals, attributes it sets on ``self``).
     """
     ours: set[str] = set()
     uses: dict[str, list[str]] = {}
@@ -113,7 +113,8 @@ def private_uses() -> dict[str, list[str]]:
             elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
                 ours.add(node.id)
             elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
-                ours.add(node.attr)
+                if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+                    ours.add(node.attr)  # another object's attribute set here is not ours
     for path, tree in trees.items():
         for node in ast.walk(tree):
             if not (isinstance(node, ast.Attribute) and _private(node.attr)):
