@@ -7,7 +7,8 @@ a journal file, then on a throwaway PostgreSQL server started here as the tests 
 127.0.0.1), stopped and deleted at the end whatever happens. Each run is bounded by
 ``--timeout`` seconds; a run cut short is reported with what it finished.
 
-Printed for each storage: trials per second over the whole command (start-up and the end-of-run
+Printed for each storage: finished trials (complete, or failed by diverging) per second over
+the whole command (start-up and the end-of-run
 table included), and over the first and the last 300 trials to finish (from the trials' own
 completion times). Targets:
 
@@ -100,10 +101,10 @@ def figures(url: str, wall: float, error: str, window: int = 300) -> dict:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=NAME, storage=open_storage(url, create=False))
     trials = study.get_trials(deepcopy=False)
-    done = sorted(
+    done = sorted(  # a trial that diverged (FAIL) or was pruned is a trial run too
         t.datetime_complete.timestamp()
         for t in trials
-        if t.state == TrialState.COMPLETE and t.datetime_complete is not None
+        if t.state.is_finished() and t.datetime_complete is not None
     )
     starts = [t.datetime_start.timestamp() for t in trials if t.datetime_start is not None]
     first = last = float("nan")
@@ -115,7 +116,7 @@ def figures(url: str, wall: float, error: str, window: int = 300) -> dict:
         last = window / max(done[-1] - before, 1e-9)
     return {
         "storage": url.split(":")[0].split("+")[0],
-        "complete": len(done),
+        "finished": len(done),
         "failed": sum(t.state == TrialState.FAIL for t in trials),
         "wall": wall,
         "overall": len(done) / wall,
@@ -141,12 +142,12 @@ def postgres_url(stack: list) -> str | None:
 
 def print_figures(rows: list[dict], window: int) -> None:
     print(
-        f"{'storage':<10} {'complete':>8} {'failed':>6} {'wall s':>7} {'trials/s':>8} "
+        f"{'storage':<10} {'finished':>8} {'failed':>6} {'wall s':>7} {'trials/s':>8} "
         f"{f'first {window}':>10} {f'last {window}':>10}"
     )
     for r in rows:
         print(
-            f"{r['storage']:<10} {r['complete']:>8} {r['failed']:>6} {r['wall']:>7.1f} "
+            f"{r['storage']:<10} {r['finished']:>8} {r['failed']:>6} {r['wall']:>7.1f} "
             f"{r['overall']:>8.1f} {r['first']:>10.1f} {r['last']:>10.1f}"
         )
         if r["error"]:
