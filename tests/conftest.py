@@ -12,12 +12,15 @@ fixture                what it gives
                        it to the end; ``cli.start(*args, cwd=...)`` starts it in the background
 ``wait_until``         ``wait_until(condition, timeout, what=...)``: poll until it holds
 ``load_study``         an Optuna study, from a study folder or from a storage URL and a name
-``write_experiment``   a small digits experiment file (``slow_experiment``: one with slow trials)
+``make_experiment``    a small digits experiment (``write_experiment``: as a file;
+                       ``slow_experiment``: one whose trials are slow)
 ``running_worker``     a RUNNING trial of a study and the pid of the worker running it
 ``process_tree``       which processes given parents start, while it is open
 ``idx_bytes``          the IDX encoding of an array (``write_mnist_like``: the four IDX files)
 ``isolated_data``      a private data cache, offline, no ``$MLPSEARCH_DATA``, no system folders
+``mount_point``        a folder to mount file systems on (``tiny_disk``: a 64 KiB tmpfs)
 ``tiny_study``         a private copy of a small finished study (run once per session)
+``lock_holder``        a process holding the lock on a file until the test ends
 ``postgres``           a PostgreSQL server for the session (``own_postgres``: one for one test)
 ``load_benchmark``     a script of ``experiments/benchmarks/``, imported as a module
 =====================  =========================================================================
@@ -49,8 +52,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from mlpsearch.config import Experiment, dumps_toml, parse_experiment
 from mlpsearch.engine.data import datasets, download
+from mlpsearch.liveness import WORKER_KEY
 from mlpsearch.runner import run_study
-from mlpsearch.storage import WORKER_KEY, default_url, open_storage
+from mlpsearch.storage import default_url, open_storage
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -172,11 +176,21 @@ def load_study() -> Callable[..., optuna.Study | None]:
     return _load_study
 
 
-def _write_experiment(
-    path: Path, name: str, *, n_trials: int = 6, n_jobs: int = 2, epochs: int = 8, **space: Any
-) -> Path:
-    sections = {
-        "study": {"name": name, "n_trials": n_trials, "n_jobs": n_jobs, "seed": 7},
+def _experiment_doc(
+    name: str,
+    *,
+    n_trials: int = 6,
+    n_jobs: int = 2,
+    epochs: int = 8,
+    seed: int = 7,
+    sampler: str | None = None,
+    pruner: str | None = None,
+    **space: Any,
+) -> dict[str, Any]:
+    study = {"name": name, "n_trials": n_trials, "n_jobs": n_jobs, "seed": seed}
+    study |= {k: v for k, v in (("sampler", sampler), ("pruner", pruner)) if v is not None}
+    return {
+        "study": study,
         "data": {"dataset": "digits"},
         "train": {"epochs": epochs, "batch_size": 64},
         "space": {
@@ -187,14 +201,25 @@ def _write_experiment(
             **space,
         },
     }
-    path.write_text(dumps_toml(sections))
+
+
+def _write_experiment(path: Path, name: str, **options: Any) -> Path:
+    path.write_text(dumps_toml(_experiment_doc(name, **options)))
     return path
 
 
 @pytest.fixture(scope="session")
+def make_experiment() -> Callable[..., Experiment]:
+    """``make_experiment(name, *, n_trials=6, n_jobs=2, epochs=8, seed=7, sampler=None,
+    pruner=None, **space)``: a small search on digits (1 or 2 hidden layers of 8 to 32 relu or
+    tanh units, learning rate 0.01 to 0.2), ``space`` entries added or replaced."""
+    return lambda name, **options: parse_experiment(_experiment_doc(name, **options))
+
+
+@pytest.fixture(scope="session")
 def write_experiment() -> Callable[..., Path]:
-    """``write_experiment(path, name, *, n_trials=6, n_jobs=2, epochs=8, **space)``: a random
-    search on digits (study seed 7), ``space`` entries added or replaced; returns ``path``."""
+    """``write_experiment(path, name, **options)``: :func:`make_experiment`'s experiment as a
+    TOML file at ``path``; returns ``path``."""
     return _write_experiment
 
 
@@ -364,7 +389,34 @@ def isolated_data(tmp_path, monkeypatch) -> Path:
     return tmp_path / "cache"
 
 
-# --- PostgreSQL and benchmarks -----------------------------------------------------------------
+# --- file systems, PostgreSQL and benchmarks -------------------------------------------------
+
+
+@pytest.fixture
+def mount_point(tmp_path) -> Iterator[tuple[Path, list[Path]]]:
+    """``(point, mounted)``: an empty folder to mount on (as root), and a list to which a test
+    appends what it mounted, unmounted at the end; skips where mounting is not allowed."""
+    point = tmp_path / "mnt"
+    point.mkdir()
+    probe = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(point)], capture_output=True
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount here ({probe.stderr.decode().strip() or 'not root'})")
+    subprocess.run(["umount", str(point)], check=True)
+    mounted: list[Path] = []
+    yield point, mounted
+    for p in reversed(mounted):
+        subprocess.run(["umount", "-l", str(p)], capture_output=True)
+
+
+@pytest.fixture
+def tiny_disk(mount_point) -> Path:
+    """A folder on a 64 KiB tmpfs of its own (a disk that fills at once), unmounted after."""
+    point, mounted = mount_point
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(point)], check=True)
+    mounted.append(point)
+    return point
 
 
 def _started_server() -> pg.Server:
@@ -397,6 +449,38 @@ def own_postgres() -> Iterator[pg.Server]:
         yield server
     finally:
         pg.stop_server(server)
+
+
+LOCK_HOLDER = """
+import sys, time
+from mlpsearch.engine.files import FileLock
+assert FileLock(sys.argv[1], timeout=5).acquire()
+print("held", flush=True)
+time.sleep(600)  # until killed
+"""
+
+
+@pytest.fixture
+def lock_holder() -> Iterator[Callable[[Path], subprocess.Popen]]:
+    """``lock_holder(path)``: a process that holds the lock (``FileLock``) on ``path`` until
+    the test ends (then it is resumed if stopped, and killed); returns once it holds it."""
+    procs: list[subprocess.Popen] = []
+
+    def start(path: Path) -> subprocess.Popen:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", LOCK_HOLDER, str(path)], stdout=subprocess.PIPE, text=True
+        )
+        procs.append(proc)
+        assert proc.stdout.readline() == "held\n"
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.kill()
+        proc.wait(timeout=30)
+        proc.stdout.close()
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from mlpsearch.storage import fail_stale, open_storage, planning_lock
+from mlpsearch.liveness import fail_stale
+from mlpsearch.storage import open_storage
+from mlpsearch.study import planning_lock
 
 
 def values(study: optuna.Study) -> dict[int, float]:
@@ -116,23 +118,6 @@ def test_results_path_through_a_file_is_refused(tmp_path, write_experiment, cli)
     assert (tmp_path / "results").read_text().startswith("a file")
 
 
-@pytest.fixture
-def mount_point(tmp_path):
-    """A folder to mount on (as root); skips where mounting is not allowed."""
-    point = tmp_path / "mnt"
-    point.mkdir()
-    probe = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(point)], capture_output=True
-    )
-    if probe.returncode != 0:
-        pytest.skip(f"cannot mount here ({probe.stderr.decode().strip() or 'not root'})")
-    subprocess.run(["umount", str(point)], check=True)
-    mounted: list[Path] = []
-    yield point, mounted
-    for p in reversed(mounted):
-        subprocess.run(["umount", "-l", str(p)], capture_output=True)
-
-
 def test_read_only_results_folder_is_refused_and_the_study_is_untouched(
     tmp_path, mount_point, write_experiment, cli
 ):
@@ -152,14 +137,12 @@ def test_read_only_results_folder_is_refused_and_the_study_is_untouched(
 
 
 def test_full_disk_stops_with_one_line_and_the_journal_intact(
-    tmp_path, mount_point, write_experiment, cli, load_study
+    tmp_path, tiny_disk, write_experiment, cli, load_study
 ):
     """Results (and journal) on a 64 KiB tmpfs: it fills mid-study. One line, exit 1; the
     journal stays readable with every trial it had; after making room, the same command
     finishes the study without losing any of them."""
-    point, mounted = mount_point
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(point)], check=True)
-    mounted.append(point)
+    point = tiny_disk
     path = write_experiment(tmp_path / "e.toml", "full", n_trials=30, epochs=3)
     r = cli("run", str(path), "--out", str(point), cwd=tmp_path)
     assert r.returncode == 1, r.stderr
@@ -369,3 +352,36 @@ def test_worker_on_a_journal_needs_an_existing_study(finished_study, cli, tmp_pa
     assert "2 of 2 trials finished; 0 ran here" in r.stdout
     assert (results / "done" / "journal.log").read_bytes() == before
     shutil.rmtree(results)
+
+
+def test_journal_lock_held_by_a_stopped_process_stops_with_one_line(
+    finished_study, lock_holder, monkeypatch, capsys
+):
+    """A process stopped (SIGSTOP) while it holds the journal's lock: run and worker give up
+    after the journal's lock limit (here 1 s) with one line naming the journal, exit 1, and
+    leave the journal as it was."""
+    import mlpsearch.journal
+    from mlpsearch.cli import main
+
+    path, results = finished_study("held", n_trials=2)
+    journal = results / "held" / "journal.log"
+    before = journal.read_bytes()
+    holder = lock_holder(Path(f"{journal}.flock"))
+    os.kill(holder.pid, signal.SIGSTOP)
+    monkeypatch.setattr(mlpsearch.journal, "JOURNAL_LOCK_SECONDS", 1.0)
+    capsys.readouterr()
+    lines = {}
+    for args in (
+        ["run", str(path), "--n-trials", "3", "--out", str(results)],
+        ["worker", "--storage", f"journal:{journal}", "--study", "held"],
+    ):
+        started = time.monotonic()
+        assert main(args) == 1
+        assert time.monotonic() - started < 30
+        lines[args[0]] = one_error_line(capsys.readouterr().err)
+        assert lines[args[0]].startswith(
+            f"mlpsearch: error: journal {journal}: another process has held its lock for "
+            "over 1 s (is it stopped or hung?)"
+        )
+    assert "finished trials are kept" in lines["run"] and "resume with" in lines["run"]
+    assert journal.read_bytes() == before

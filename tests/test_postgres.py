@@ -13,8 +13,10 @@ import pytest
 from optuna.trial import TrialState
 
 from mlpsearch.config import load_experiment
-from mlpsearch.runner import _plan, open_study
-from mlpsearch.storage import BEAT_KEY, WORKER_KEY, claim_waiting, open_storage, planning_lock
+from mlpsearch.liveness import BEAT_KEY, WORKER_KEY
+from mlpsearch.storage import open_storage
+from mlpsearch.study import open_study, plan, planning_lock
+from mlpsearch.workers import claim_waiting
 
 pytestmark = pytest.mark.slow  # every test here runs studies in subprocesses on a server
 
@@ -162,7 +164,7 @@ def test_trial_of_a_silent_machine_is_taken_over(
     exp = load_experiment(path)
     with planning_lock(storage, "silent"):
         study = open_study(exp, storage)
-        _plan(exp, study, storage, echo=lambda line: None)
+        plan(exp, study, storage, echo=lambda line: None)
     trial_id = claim_waiting(study, storage)  # "machine B" takes a trial ...
     storage.set_trial_system_attr(trial_id, WORKER_KEY, "machine-b:4242:99")
     storage.set_trial_system_attr(trial_id, BEAT_KEY, time.time())

@@ -29,20 +29,21 @@ REQUIRED_COLUMNS = [
 ]
 
 
-@pytest.fixture
-def folder(tiny_study) -> Path:
-    return tiny_study
-
-
-def report_files(folder: Path) -> dict[str, bytes]:
-    paths = [folder / "trials.csv", folder / "report.html", *sorted((folder / "plots").iterdir())]
+def report_files(tiny_study: Path) -> dict[str, bytes]:
+    paths = [
+        tiny_study / "trials.csv",
+        tiny_study / "report.html",
+        *sorted((tiny_study / "plots").iterdir()),
+    ]
     return {p.name: p.read_bytes() for p in paths}
 
 
-def test_csv_has_one_row_per_trial_with_every_column(folder, capsys, load_study, tiny_experiment):
-    assert main(["report", str(folder)]) == 0
-    study = load_study(folder)
-    frame = pd.read_csv(folder / "trials.csv")
+def test_csv_has_one_row_per_trial_with_every_column(
+    tiny_study, capsys, load_study, tiny_experiment
+):
+    assert main(["report", str(tiny_study)]) == 0
+    study = load_study(tiny_study)
+    frame = pd.read_csv(tiny_study / "trials.csv")
     assert len(frame) == len(study.trials) == tiny_experiment.study.n_trials
     assert list(frame["number"]) == [t.number for t in study.trials]
     assert set(REQUIRED_COLUMNS) <= set(frame.columns)
@@ -55,50 +56,73 @@ def test_csv_has_one_row_per_trial_with_every_column(folder, capsys, load_study,
         assert row["seed"] == t.user_attrs["seed"]
 
 
-def test_prints_the_summary_and_the_best_trials_first(folder, capsys, load_study):
-    assert main(["report", str(folder), "--top", "3"]) == 0
+def test_prints_the_summary_and_the_best_trials_first(tiny_study, capsys, load_study):
+    assert main(["report", str(tiny_study), "--top", "3"]) == 0
     out = capsys.readouterr().out
-    study = load_study(folder)
+    study = load_study(tiny_study)
     ranked = sorted(study.trials, key=lambda t: (t.value, t.number))
-    assert f"study          {folder.name}" in out
+    assert f"study          {tiny_study.name}" in out
     assert f"best trial     {ranked[0].number}: validation error {ranked[0].value:.2%}" in out
     table = out.split("top 3 trials")[1].splitlines()[2:5]
     assert [int(line.split()[0]) for line in table] == [t.number for t in ranked[:3]]
 
 
-def test_every_plot_is_written_and_not_empty(folder):
-    assert main(["report", str(folder)]) == 0
+def test_every_plot_is_written_and_not_empty(tiny_study):
+    assert main(["report", str(tiny_study)]) == 0
     for stem in PLOTS:
-        path = folder / "plots" / f"{stem}.png"
+        path = tiny_study / "plots" / f"{stem}.png"
         image = matplotlib.image.imread(path)
         assert image.shape[0] > 200 and image.shape[1] > 400, stem
         assert image[..., :3].std() > 0.02, f"{stem}.png is blank"
 
 
-def test_html_embeds_every_plot_and_needs_no_other_file(folder):
-    assert main(["report", str(folder)]) == 0
-    page = (folder / "report.html").read_text(encoding="utf-8")
+def test_html_embeds_every_plot_and_needs_no_other_file(tiny_study):
+    assert main(["report", str(tiny_study)]) == 0
+    page = (tiny_study / "report.html").read_text(encoding="utf-8")
     for stem in PLOTS:
-        data = base64.b64encode((folder / "plots" / f"{stem}.png").read_bytes()).decode()
+        data = base64.b64encode((tiny_study / "plots" / f"{stem}.png").read_bytes()).decode()
         assert f'src="data:image/png;base64,{data}"' in page, stem
     assert page.count("<img ") == len(PLOTS)
     assert "http://" not in page and "https://" not in page and "<script" not in page
-    assert f"Study {folder.name}" in page and "<table" in page
+    assert f"Study {tiny_study.name}" in page and "<table" in page
 
 
-def test_report_twice_gives_identical_files(folder):
-    assert main(["report", str(folder)]) == 0
-    first = report_files(folder)
-    assert main(["report", str(folder)]) == 0
-    assert report_files(folder) == first
+def test_report_twice_gives_identical_files(tiny_study):
+    assert main(["report", str(tiny_study)]) == 0
+    first = report_files(tiny_study)
+    assert main(["report", str(tiny_study)]) == 0
+    assert report_files(tiny_study) == first
 
 
-def test_storage_and_study_options_name_the_same_study(folder, tmp_path):
-    url = f"journal:{folder / 'journal.log'}"
+def test_report_files_are_replaced_whole(tiny_study):
+    """Each file is written to a temporary file and renamed over the old one (a reader sees
+    the old file or the new one, never half of one): a second report gives new inodes and
+    leaves no temporary file behind."""
+    assert main(["report", str(tiny_study)]) == 0
+    files = [
+        tiny_study / "trials.csv",
+        tiny_study / "report.html",
+        *(tiny_study / "plots").iterdir(),
+    ]
+    before = {p: p.stat().st_ino for p in files}
+    with open(tiny_study / "report.html", "rb") as held:  # a reader that has the old page open
+        old = held.read()
+        assert main(["report", str(tiny_study)]) == 0
+        held.seek(0)
+        assert held.read() == old
+    assert all(p.stat().st_ino != ino for p, ino in before.items())
+    leftovers = [p for p in tiny_study.rglob("*") if p.name.endswith(".tmp")]
+    assert leftovers == []
+
+
+def test_storage_and_study_options_name_the_same_study(tiny_study, tmp_path):
+    url = f"journal:{tiny_study / 'journal.log'}"
     out = tmp_path / "elsewhere"
-    assert main(["report", "--storage", url, "--study", folder.name, "--out", str(out)]) == 0
-    assert (out / folder.name / "report.html").is_file()
-    assert (out / folder.name / "trials.csv").read_bytes() == (folder / "trials.csv").read_bytes()
+    assert main(["report", "--storage", url, "--study", tiny_study.name, "--out", str(out)]) == 0
+    assert (out / tiny_study.name / "report.html").is_file()
+    assert (out / tiny_study.name / "trials.csv").read_bytes() == (
+        tiny_study / "trials.csv"
+    ).read_bytes()
 
 
 @pytest.mark.parametrize(
@@ -120,10 +144,10 @@ def test_unknown_study_is_a_one_line_error(args, message, tmp_path, capsys, monk
     assert err.count("\n") == 1
 
 
-def test_wrong_study_name_in_a_storage_lists_the_names_it_holds(folder, capsys):
-    url = f"journal:{folder / 'journal.log'}"
+def test_wrong_study_name_in_a_storage_lists_the_names_it_holds(tiny_study, capsys):
+    url = f"journal:{tiny_study / 'journal.log'}"
     assert main(["report", "--storage", url, "--study", "nope"]) == 2
-    assert f"no study 'nope' in {url} (it holds: {folder.name})" in capsys.readouterr().err
+    assert f"no study 'nope' in {url} (it holds: {tiny_study.name})" in capsys.readouterr().err
 
 
 def test_plots_of_a_study_without_trials_say_so(tmp_path):
@@ -133,12 +157,12 @@ def test_plots_of_a_study_without_trials_say_so(tmp_path):
     assert all(p.stat().st_size > 1000 for p in paths)
 
 
-def test_compare_draws_the_curves_and_lists_what_differs(folder, capsys, load_study):
-    study = load_study(folder)
+def test_compare_draws_the_curves_and_lists_what_differs(tiny_study, capsys, load_study):
+    study = load_study(tiny_study)
     a, b, c = (t.number for t in study.trials[:3])
-    assert main(["compare", str(folder), str(a), str(b), str(c)]) == 0
+    assert main(["compare", str(tiny_study), str(a), str(b), str(c)]) == 0
     out = capsys.readouterr().out
-    figure = folder / "plots" / f"compare_{a}_{b}_{c}.png"
+    figure = tiny_study / "plots" / f"compare_{a}_{b}_{c}.png"
     assert matplotlib.image.imread(figure)[..., :3].std() > 0.02
     differ = out.split("parameters that differ")[1].split("same in all")[0]
     assert "learning_rate" in differ and "seed" in differ  # searched, so they differ
@@ -146,21 +170,32 @@ def test_compare_draws_the_curves_and_lists_what_differs(folder, capsys, load_st
     assert f"trial {a}" in out and "best val error" in out
 
 
-def test_compare_with_storage_options(folder, capsys):
-    url = f"journal:{folder / 'journal.log'}"
+def test_compare_with_storage_options(tiny_study, capsys):
+    url = f"journal:{tiny_study / 'journal.log'}"
     assert (
         main(
-            ["compare", "--storage", url, "--study", folder.name, "--out", str(folder.parent), "1"]
+            [
+                "compare",
+                "--storage",
+                url,
+                "--study",
+                tiny_study.name,
+                "--out",
+                str(tiny_study.parent),
+                "1",
+            ]
         )
         == 0
     )
-    assert (folder / "plots" / "compare_1.png").is_file()
+    assert (tiny_study / "plots" / "compare_1.png").is_file()
 
 
-def test_compare_unknown_trial_is_a_one_line_error(folder, capsys):
-    assert main(["compare", str(folder), "0", "99"]) == 2
+def test_compare_unknown_trial_is_a_one_line_error(tiny_study, capsys):
+    assert main(["compare", str(tiny_study), "0", "99"]) == 2
     err = capsys.readouterr().err
-    expected = f"mlpsearch: error: trial 99 is not in study '{folder.name}' (its trials: 0 to 5)\n"
+    expected = (
+        f"mlpsearch: error: trial 99 is not in study '{tiny_study.name}' (its trials: 0 to 5)\n"
+    )
     assert err == expected
-    assert main(["compare", str(folder), "zero"]) == 2
+    assert main(["compare", str(tiny_study), "zero"]) == 2
     assert "'zero' is not a trial number" in capsys.readouterr().err

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from optuna.trial import TrialState
 
-from mlpsearch.config import PRUNERS, SAMPLERS, parse_experiment
+from mlpsearch.config import PRUNERS, SAMPLERS
 from mlpsearch.runner import run_study
 
 # Choice lists only: every sampler takes them, the grid sampler nothing else.
@@ -19,26 +19,6 @@ SPACE = {
 }
 
 
-def experiment(
-    name: str, *, sampler: str = "random", pruner: str = "none", n_trials: int, epochs: int
-):
-    return parse_experiment(
-        {
-            "study": {
-                "name": name,
-                "sampler": sampler,
-                "pruner": pruner,
-                "n_trials": n_trials,
-                "n_jobs": 1,
-                "seed": 3,
-            },
-            "data": {"dataset": "digits"},
-            "train": {"epochs": epochs, "batch_size": 64},
-            "space": SPACE,
-        }
-    )
-
-
 def by_slot(study) -> dict[int, tuple]:
     """slot -> (params, seed, value) of every trial."""
     return {
@@ -48,10 +28,10 @@ def by_slot(study) -> dict[int, tuple]:
 
 
 @pytest.mark.parametrize("sampler", SAMPLERS)
-def test_sampler_contract(sampler, tmp_path):
+def test_sampler_contract(sampler, tmp_path, make_experiment):
     """Every sampler: each slot runs once and completes, with parameters from the space that
     are the ones its network was built with; the same seed gives the same trials."""
-    exp = experiment(f"s-{sampler}", sampler=sampler, n_trials=4, epochs=2)
+    exp = make_experiment(f"s-{sampler}", sampler=sampler, n_trials=4, n_jobs=1, epochs=2, **SPACE)
     first = run_study(exp, tmp_path / "first", echo=lambda line: None).study
     trials = first.get_trials()
     assert sorted(t.user_attrs["slot"] for t in trials) == [0, 1, 2, 3]
@@ -68,11 +48,13 @@ def test_sampler_contract(sampler, tmp_path):
 
 
 @pytest.mark.parametrize("pruner", PRUNERS)
-def test_pruner_contract(pruner, tmp_path):
+def test_pruner_contract(pruner, tmp_path, make_experiment):
     """Every pruner: a trial reports every epoch it ran and ends COMPLETE or PRUNED; a pruned
     trial keeps its curves up to the epoch it was stopped at, and says so."""
     epochs = 6
-    exp = experiment(f"p-{pruner}", pruner=pruner, n_trials=10, epochs=epochs)
+    exp = make_experiment(
+        f"p-{pruner}", pruner=pruner, n_trials=10, n_jobs=1, epochs=epochs, **SPACE
+    )
     study = run_study(exp, tmp_path, echo=lambda line: None).study
     trials = study.get_trials()
     assert sorted(t.user_attrs["slot"] for t in trials) == list(range(10))
