@@ -1,8 +1,10 @@
 """What the tests share: helpers and fixtures, declared once, here.
 
 Test modules never import from each other nor from this folder (``test_suite.py`` checks it):
-they ask for what they share by fixture name. ``pg.py`` holds the PostgreSQL server code and is
-imported by this file alone.
+they ask for what they share by fixture name. A helper that a second test module needs moves
+here, as a fixture with a line in the table below. ``pg.py`` holds the PostgreSQL server code;
+among the tests only this file imports it (the benchmarks that start a server use it too).
+Long subprocess studies are marked ``slow``: ``python -m pytest -m "not slow"`` leaves them out.
 
 =====================  =========================================================================
 fixture                what it gives
@@ -19,7 +21,8 @@ fixture                what it gives
 ``idx_bytes``          the IDX encoding of an array (``write_mnist_like``: the four IDX files)
 ``isolated_data``      a private data cache, offline, no ``$MLPSEARCH_DATA``, no system folders
 ``mount_point``        a folder to mount file systems on (``tiny_disk``: a 64 KiB tmpfs)
-``tiny_study``         a private copy of a small finished study (run once per session)
+``tiny_study``         a private copy of a small finished study (run once per session from
+                       ``tiny_experiment``)
 ``lock_holder``        a process holding the lock on a file until the test ends
 ``postgres``           a PostgreSQL server for the session (``own_postgres``: one for one test)
 ``load_benchmark``     a script of ``experiments/benchmarks/``, imported as a module
