@@ -21,6 +21,8 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
+from mlpsearch import trials
+
 # fail_stale_trials and the retry callback are stable in practice but still flagged experimental
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
@@ -105,7 +107,8 @@ class Retry(RetryHeartbeatStaleTrialCallback):
         trial.system_attrs = {
             k: v for k, v in trial.system_attrs.items() if k not in (WORKER_KEY, BEAT_KEY)
         }
-        trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k in ("slot", "seed")}
+        kept = (trials.SLOT, trials.SEED)
+        trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k in kept}
         super().__call__(study, trial)
 
 
@@ -147,9 +150,9 @@ def fail_stale(
         if len(trial.system_attrs.get("retry_history", [])) >= MAX_RETRY:
             reason += f"; not re-queued again (already retried {MAX_RETRY} times)"
         else:
-            reason += "; re-queued"
+            reason += f"; {trials.REQUEUED}"
         try:
-            storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+            storage.set_trial_user_attr(trial_id, trials.FAIL_REASON, reason)
             if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:

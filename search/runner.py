@@ -136,8 +136,8 @@ def _run(
         workers = n_workers(exp.study.n_jobs, waiting, running)
         if folder is None:
             echo(
-                f"joined study {exp.study.name}: {trials.count_finished(study)} of {n_trials} trials "
-                f"finished, {waiting} waiting, {running} running; {workers} workers; "
+                f"joined study {exp.study.name}: {trials.count_finished(study)} of {n_trials} "
+                f"trials finished, {waiting} waiting, {running} running; {workers} workers; "
                 f"storage {mask(url)}"
             )
         else:
@@ -156,7 +156,8 @@ def _run(
     finally:
         if pool is not None:
             pool.close()
-    result = RunResult(study, folder, n_trials, trials.count_finished(study), ran, trials.best(study))
+    finished = trials.count_finished(study)
+    result = RunResult(study, folder, n_trials, finished, ran, trials.best(study))
     _say_how_it_ended(result, echo)
     return result
 

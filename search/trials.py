@@ -44,7 +44,7 @@ CONFIG = "config"  # {"model": MLP keyword arguments, "train": TrainConfig keywo
 HOST = "host"  # str: the machine that trained it
 PID = "pid"  # int: the worker process
 BLAS_THREADS = "blas_threads"  # int: BLAS threads in force (bitwise reproduction needs them)
-BLAS_KERNEL = "blas_kernel"  # str: BLAS library, version and kernel (e.g. "openblas 0.3.30 Haswell")
+BLAS_KERNEL = "blas_kernel"  # str: BLAS library, version, kernel ("openblas 0.3.30 Haswell")
 ENGINE = "engine"  # str: fingerprint of the engine's computing modules
 NUMPY = "numpy"  # str: numpy version
 EPOCHS = "epochs"  # int: epochs run
@@ -60,7 +60,7 @@ DEAD_FRACTION = "dead_fraction"  # list of float: dead units per hidden layer, l
 PRUNE_REASON = "prune_reason"  # str
 FAIL_REASON = "fail_reason"  # str
 TRACEBACK = "traceback"  # str: of a failure that is a bug
-# storage.fail_stale ends the fail reason of a trial it re-queued with this; its retry counts.
+# liveness.fail_stale ends the fail reason of a trial it re-queued with this; its retry counts.
 REQUEUED = "re-queued"
 # Trial system attribute that Optuna's retry callback sets on a re-queued copy.
 RETRY_OF = "failed_trial"  # int: the number of the failed trial it re-runs
