@@ -17,6 +17,7 @@ import mlpsearch.engine as engine
 from mlpsearch.engine import MLP, Diverged, EpochRecord, TrainConfig, train
 from mlpsearch.engine.data import Dataset
 from mlpsearch.config import Experiment
+from mlpsearch.confirm import CONFIRM_OF
 from mlpsearch.space import slot_seed, suggest, trial_config
 
 
@@ -43,6 +44,10 @@ class Objective:
         trial.set_user_attr("pid", os.getpid())
         trial.set_user_attr("blas_threads", self.blas_threads)
         trial.set_user_attr("engine", engine_fingerprint())
+        trial.set_user_attr("val_rows", len(self.data.y_val))  # for the binomial standard error
+        # A confirmation trial (mlpsearch.confirm) measures a configuration on a fresh seed:
+        # it must run to the end like the trial it confirms would have.
+        prunable = CONFIRM_OF not in trial.user_attrs
 
         records: list[EpochRecord] = []
         started = time.perf_counter()
@@ -52,7 +57,7 @@ class Objective:
             trial.report(record.val_error, record.epoch)
             if heartbeat is not None:
                 heartbeat.beat()
-            if trial.should_prune():
+            if prunable and trial.should_prune():
                 raise optuna.TrialPruned(
                     f"pruned at epoch {record.epoch}: validation error {record.val_error:.4f}"
                 )

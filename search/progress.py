@@ -9,6 +9,9 @@ from collections.abc import Callable
 
 from optuna.trial import FrozenTrial, TrialState
 
+from mlpsearch import outcomes
+from mlpsearch.confirm import CONFIRM_OF, CONFIRM_SEED, is_confirmation
+
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
@@ -29,16 +32,19 @@ class Progress:
             self.done_at_start = len(finished)
             self._best_of(finished)
             return
+        retries = outcomes.retried_as(trials) if finished else {}
         for t in sorted(finished, key=lambda t: t.number):
             self.seen.add(t.number)
             self._best_of([t])
             self._clear()
-            self.echo(trial_line(t))
+            self.echo(trial_line(t, retries))
         self._draw()
 
     def _best_of(self, trials: list[FrozenTrial]) -> None:
         for t in trials:
-            if t.state == TrialState.COMPLETE and (self.best is None or t.value < self.best):
+            if t.state != TrialState.COMPLETE or is_confirmation(t):
+                continue
+            if self.best is None or t.value < self.best:
                 self.best = t.value
 
     def _counted(self) -> int:
@@ -71,15 +77,19 @@ class Progress:
         self._clear()
 
 
-def trial_line(t: FrozenTrial) -> str:
-    """One concise line about a finished trial."""
+def trial_line(t: FrozenTrial, retries: dict[int, int] | None = None) -> str:
+    """One concise line about a finished trial (``retries``: :func:`outcomes.retried_as`)."""
     a = t.user_attrs
     config = a.get("config", {})
     model, train = config.get("model", {}), config.get("train", {})
     layers = model.get("layer_sizes", [])[1:-1]
     shape = f"{model.get('activation', '?')} {layers}" if model else ""
     lr = f"lr {train['learning_rate']:.3g}" if "learning_rate" in train else ""
-    head = f"trial {t.number:>4} {t.state.name.lower():<8}"
+    state = outcomes.outcome(t)
+    head = f"trial {t.number:>4} {state:<8}"
+    if is_confirmation(t):
+        of, k = t.user_attrs[CONFIRM_OF], t.user_attrs[CONFIRM_SEED]
+        head += f"  confirms trial {of} (fresh seed {k})"
     if t.state == TrialState.COMPLETE:
         body = (
             f"val {a.get('best_val_error', t.value):.2%}  train {a.get('best_train_error', 0):.2%}"
@@ -87,6 +97,8 @@ def trial_line(t: FrozenTrial) -> str:
         )
     elif t.state == TrialState.PRUNED:
         body = a.get("prune_reason", "pruned")
+    elif state == "interrupted":
+        body = outcomes.label(t, retries or {}) + f": {a.get(outcomes.INTERRUPTED, '')}"
     else:
         body = a.get("fail_reason", "failed")
     return "  ".join(p for p in (head, body, shape, lr) if p)

@@ -17,7 +17,17 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
+from mlpsearch import confirm, outcomes
+from mlpsearch.engine.files import write_atomic
 from mlpsearch.plots import PLOTS, describe, write_plots
+from mlpsearch.summary import (
+    SUMMARY_FILE,
+    best_text,
+    binomial_se,
+    counts_text,
+    study_summary,
+    write_summary,
+)
 from mlpsearch.tables import write_trials_csv
 
 TOP = 10
@@ -40,10 +50,11 @@ def write_report(
     csv = folder / "trials.csv"
     write_trials_csv(study, csv)
     table = top_trials(study, top)
-    facts = summary(study)
+    facts = summary(study, folder)
     plots = write_plots(study, folder / "plots")
     page = folder / "report.html"
-    page.write_text(render_html(study, facts, table, plots), encoding="utf-8")
+    write_atomic(page, render_html(study, facts, table, plots))
+    write_summary(study, folder)
 
     width = max(len(k) for k, _ in facts)
     for key, value in facts:
@@ -51,20 +62,25 @@ def write_report(
     if table.empty:
         echo("no complete trials yet")
     else:
-        echo(f"\ntop {len(table)} trials (validation and train error at the best epoch):")
+        echo(
+            f"\ntop {len(table)} trials (validation ± its noise, and train error, at the best "
+            "epoch; 'within noise': not distinguishable from the best):"
+        )
         echo(table.to_string(index=False))
-    echo(f"\nwrote {csv}, {len(plots)} plots in {folder / 'plots'}, and {page}")
+    echo(
+        f"\nwrote {csv}, {len(plots)} plots in {folder / 'plots'}, {page} and "
+        f"{folder / SUMMARY_FILE}"
+    )
     return Report(csv, plots, page, table)
 
 
 # --- the content -----------------------------------------------------------------------------
 
 
-def summary(study: optuna.Study) -> list[tuple[str, str]]:
+def summary(study: optuna.Study, folder: Path | None = None) -> list[tuple[str, str]]:
     """(label, value) lines describing the study: its setup, its trials, its best trial."""
     trials = study.get_trials(deepcopy=False)
-    counts = {s: sum(t.state == s for t in trials) for s in TrialState}
-    states = ", ".join(f"{n} {s.name.lower()}" for s, n in counts.items() if n)
+    digest = study_summary(study, folder)
     facts = [("study", study.study_name)]
     setup = _experiment_doc(study)
     if setup:
@@ -77,25 +93,31 @@ def summary(study: optuna.Study) -> list[tuple[str, str]]:
             ),
             ("training", f"up to {tr.get('epochs')} epochs, patience {tr.get('patience')}"),
         ]
-    facts.append(("trials", f"{len(trials)} ({states or 'none'})"))
+    facts.append(("trials", f"{len(trials)} ({counts_text(digest['counts'])})"))
     seconds = sum(t.user_attrs.get("seconds") or 0.0 for t in trials)
     facts.append(("training time", f"{seconds:.1f} s summed over trials"))
-    failed = [t for t in trials if t.state == TrialState.FAIL]
+    retries = outcomes.retried_as(trials)
+    interrupted = [t for t in trials if outcomes.outcome(t) == "interrupted"]
+    if interrupted:
+        facts.append(
+            ("interrupted trials", "; ".join(f"{t.number}: {outcomes.label(t, retries)}"
+                                             for t in interrupted))
+        )
+    failed = [t for t in trials if outcomes.outcome(t) == "failed"]
     if failed:
         reasons = [
             f"{t.number}: {t.user_attrs.get('fail_reason', 'no reason stored')}" for t in failed
         ]
         more = f"; and {len(reasons) - 5} more (see trials.csv)" if len(reasons) > 5 else ""
         facts.append(("failed trials", "; ".join(reasons[:5]) + more))
-    best = _best(trials)
-    if best is not None:
+    if digest["best"] is not None:
+        best = next(t for t in trials if t.number == digest["best"]["trial"])
         a = best.user_attrs
         facts.append(
             (
-                "best trial",
-                f"{best.number}: validation error {best.value:.2%}, train error "
-                f"{a.get('best_train_error', float('nan')):.2%} at epoch {a.get('best_epoch')} "
-                f"of {a.get('epochs')}; {describe(best)}",
+                "best",
+                f"{best_text(digest['best'])}; best epoch {a.get('best_epoch')} of "
+                f"{a.get('epochs')}; {describe(best)}",
             )
         )
     return facts
@@ -104,20 +126,25 @@ def summary(study: optuna.Study) -> list[tuple[str, str]]:
 def top_trials(study: optuna.Study, k: int = TOP) -> pd.DataFrame:
     """The ``k`` best complete trials as a table of readable strings, best first."""
     trials = study.get_trials(deepcopy=False)
-    best = sorted(
-        (t for t in trials if t.state == TrialState.COMPLETE and t.value is not None),
-        key=lambda t: (t.value, t.number),
-    )[:k]
+    found = confirm.estimates(trials)
+    winner = confirm.best(trials)
+    # Confirmed configurations first, by their mean over seeds; then the rest by value.
+    ranked = sorted(found.values(), key=lambda e: (not e.confirmed, e.mean, e.trial))[:k]
+    by_number = {t.number: t for t in trials}
     rows = []
-    for t in best:
+    for e in ranked:
+        t = by_number[e.trial]
         a, config = t.user_attrs, t.user_attrs.get("config") or {}
         model, train = config.get("model", {}), config.get("train", {})
         train_error = a.get("best_train_error")
+        noise = _noise(e, a.get("val_rows"))
         row = {
             "trial": t.number,
-            "val error": f"{t.value:.2%}",
+            "val error": _with_noise(e, noise),
+            "search seed": f"{e.search_value:.2%}" if e.confirmed else "",
+            "within noise": _within_noise(e, noise, winner, by_number),
             "train error": "" if train_error is None else f"{train_error:.2%}",
-            "gap": "" if train_error is None else f"{t.value - train_error:+.2%}",
+            "gap": "" if train_error is None else f"{e.mean - train_error:+.2%}",
             "epoch": f"{a.get('best_epoch')}/{a.get('epochs')}",
             "seconds": f"{a.get('seconds', 0.0):.1f}",
             "activation": model.get("activation", ""),
@@ -130,6 +157,31 @@ def top_trials(study: optuna.Study, k: int = TOP) -> pd.DataFrame:
                 row[name.replace("_", " ")] = f"{value:.3g}" if isinstance(value, float) else value
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _noise(e: confirm.Estimate, val_rows: int | None) -> float | None:
+    """The standard error of a configuration's mean: over its seeds where confirmed (sd over
+    sqrt(n)), else the binomial standard error of its single validation error."""
+    return e.sem if e.confirmed else binomial_se(e.search_value, val_rows)
+
+
+def _with_noise(e: confirm.Estimate, noise: float | None) -> str:
+    if e.confirmed:
+        return f"{e.mean:.2%} ± {e.std:.2%} (n={e.n})"
+    return f"{e.mean:.2%}" + ("" if noise is None else f" ± {noise:.2%}")
+
+
+def _within_noise(e, noise, winner, by_number) -> str:
+    """'best', 'yes' when the difference from the best is under two standard errors of the
+    difference, else 'no'."""
+    if winner is None or noise is None:
+        return ""
+    if e.trial == winner.trial:
+        return "best"
+    best_noise = _noise(winner, by_number[winner.trial].user_attrs.get("val_rows"))
+    if best_noise is None:
+        return ""
+    return "yes" if e.mean - winner.mean < 2 * (noise**2 + best_noise**2) ** 0.5 else "no"
 
 
 def _pruner(name: str | None) -> str:
@@ -177,6 +229,13 @@ def render_html(
     """One self-contained page: summary, top-trials table, every plot (embedded), experiment."""
     e = html.escape
     name = study.study_name
+    rows_seen = {t.user_attrs.get("val_rows") for t in study.get_trials(deepcopy=False)}
+    rows_seen.discard(None)
+    val_note = (
+        f"sqrt(p(1-p)/n) on the {rows_seen.pop():,} validation examples"
+        if len(rows_seen) == 1
+        else "sqrt(p(1-p)/n) on the validation examples"
+    )
     rows = "\n".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in facts)
     if table.empty:
         top = "<p>No complete trials yet.</p>"
@@ -206,6 +265,10 @@ def render_html(
 </table>
 <h2>Best trials</h2>
 <p>Validation and train error at each trial's best epoch; gap = validation - train.
+Confirmed configurations (re-trained on fresh seeds after the search) come first, as mean ±
+sd over n seeds, with the search's own single-seed value beside it; other errors carry the
+binomial standard error of {e(val_note)}. "within noise": the difference from the best is
+less than two standard errors of that difference, so the data cannot tell them apart.
 Every trial is in <code>trials.csv</code>.</p>
 {top}
 <h2>Plots</h2>

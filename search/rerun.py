@@ -17,6 +17,7 @@ at its best epoch, ``best_model.npz`` (``final_model.npz`` with ``final``).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -33,12 +34,15 @@ from optuna.trial import FrozenTrial, TrialState
 
 from mlpsearch.engine import MLP, EpochRecord, History, TrainConfig, train
 from mlpsearch.engine.data import Dataset
+from mlpsearch import confirm
 from mlpsearch.config import Experiment, dumps_toml, parse_experiment
 from mlpsearch.errors import ConfigError
 from mlpsearch.data import load_data
 from mlpsearch.objective import engine_fingerprint
 from mlpsearch.plots import describe
 from mlpsearch.single import fit, fixed_config
+from mlpsearch.summary import FINAL_FILE, SUMMARY_FILE, write_summary
+from mlpsearch.engine.files import write_atomic
 
 
 @dataclass
@@ -139,6 +143,17 @@ def rerun(
                 f"TEST ERROR {last.val_error:.4%} (accuracy {1 - last.val_error:.4%}); train "
                 f"error {last.train_error:.4%}; model saved to {files['final_model']}"
             )
+            if best:
+                files["final"] = folder / FINAL_FILE
+                record = {
+                    "trial": t.number,
+                    "test_error": last.val_error,
+                    "train_error": last.train_error,
+                    "epochs": epochs,
+                }
+                write_atomic(files["final"], json.dumps(record, indent=2) + "\n")
+                files["summary"] = folder / SUMMARY_FILE
+                write_summary(study, folder)
     return result
 
 
@@ -193,12 +208,10 @@ def blas_threads(t: FrozenTrial, exp: Experiment) -> int:
 
 
 def _best_number(study: optuna.Study) -> int | None:
-    complete = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.value is not None
-    ]
-    return min(complete, key=lambda t: (t.value, t.number)).number if complete else None
+    """The study's best: the confirmed configuration with the lowest mean over its seeds
+    (:func:`mlpsearch.confirm.best`), or the best search trial where none is confirmed."""
+    found = confirm.best(study.get_trials(deepcopy=False))
+    return None if found is None else found.trial
 
 
 def _not_reproduced(t: FrozenTrial, history: History, stored: float) -> str:
@@ -333,9 +346,18 @@ def standalone_toml(study: optuna.Study, t: FrozenTrial, exp: Experiment) -> str
             "schedule": tr["schedule"],
         },
     }
+    found = confirm.estimates(study.get_trials(deepcopy=False)).get(t.number)
+    seeds = ""
+    if found is not None and found.confirmed:
+        seeds = (
+            f"# Over {found.n} seeds (the search's and {found.n - 1} fresh): validation error "
+            f"{found.mean:.4%} ± {found.std:.4%} (sd); the search's single seed gave "
+            f"{found.search_value:.4%}, optimism {100 * found.optimism:+.2f} points.\n"
+        )
     header = (
         f"# Trial {t.number} of study {study.study_name}: validation error "
         f"{t.user_attrs['best_val_error']!r} at epoch {t.user_attrs.get('best_epoch')}.\n"
+        f"{seeds}"
         "# Every hyperparameter is fixed; [study] seed is the trial's training seed.\n"
         "# Train it without the study:  mlpsearch train THIS_FILE\n"
     )

@@ -34,13 +34,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from mlpsearch.engine import Diverged
 from mlpsearch.engine.data import Dataset
-from mlpsearch import space
+from mlpsearch import confirm, space
 from mlpsearch.config import Experiment, parse_experiment
 from mlpsearch.errors import ConfigError, Interrupted, RunError
 from mlpsearch.data import load_data
 from mlpsearch.objective import Objective
 from mlpsearch.progress import Progress
 from mlpsearch.samplers import make_sampler, qmc_configs
+from mlpsearch.summary import SUMMARY_FILE, best_text, counts_text, write_summary
 from mlpsearch.storage import (
     Heartbeat,
     claim_waiting,
@@ -104,20 +105,48 @@ def run_study(
         )
         _work(executor, exp, url, study, storage, n_trials, echo, hint)
         write_table(study, folder)
+        if exp.study.confirm.on:
+            executor = _confirm(executor, exp, url, study, storage, n_trials, echo, hint)
+            write_table(study, folder)
+        summary = write_summary(study, folder)
     except Exception as err:
         _raise_run_error(err, study, url, hint)
         raise
     finally:
         if executor is not None:
             executor.shutdown(wait=True, kill_workers=True)
-    best = _best(study)
-    if best is not None:
-        echo(
-            f"best: trial {best.number}, validation error {best.value:.4f} "
-            f"(train {best.user_attrs.get('best_train_error', float('nan')):.4f}); "
-            f"table: {folder / 'trials.csv'}"
-        )
-    return RunResult(study, folder, _finished(study), best)
+    echo(f"trials: {counts_text(summary['counts'])}")
+    if summary["best"] is not None:
+        echo(f"best: {best_text(summary['best'])}")
+    where = (
+        f"--storage {mask(url)} --study {exp.study.name}"
+        if storage_url or exp.study.storage
+        else str(folder)
+    )
+    echo(f"table: {folder / 'trials.csv'}; summary: {folder / SUMMARY_FILE}")
+    echo(f"next: mlpsearch report {where}")
+    best = summary["best"]
+    best_trial = None if best is None else study.get_trials(deepcopy=False)[best["trial"]]
+    return RunResult(study, folder, _finished(study), best_trial)
+
+
+def _confirm(executor, exp, url, study, storage, n_trials, echo, hint):
+    """Enqueue and run the confirmation trials of the best configurations
+    (:mod:`mlpsearch.confirm`); the executor now in use."""
+    top, seeds = exp.study.confirm.top, exp.study.confirm.seeds
+    with planning_lock(storage, exp.study.name):
+        confirm.enqueue(study, top, seeds)
+    waiting, running = _queue(study)
+    if not (waiting or running):
+        return executor
+    echo(
+        f"confirming the best {top} configurations on {seeds} fresh seeds each: "
+        f"{waiting} trials to run (not counted in n_trials, never pruned)"
+    )
+    executor.shutdown(wait=True, kill_workers=True)  # a fresh pool: the last may have broken
+    executor = _start_workers(exp)
+    _work(executor, exp, url, study, storage, n_trials + top * seeds, echo, hint)
+    return executor
 
 
 def join_study(
