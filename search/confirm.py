@@ -126,9 +126,7 @@ def best(trials: Iterable[FrozenTrial]) -> Estimate | None:
 def top_search(trials: Iterable[FrozenTrial], k: int) -> list[FrozenTrial]:
     """The ``k`` best complete search trials, best first (ties: the earlier trial)."""
     done = [
-        t
-        for t in search_trials(trials)
-        if t.state == TrialState.COMPLETE and t.value is not None
+        t for t in search_trials(trials) if t.state == TrialState.COMPLETE and t.value is not None
     ]
     return sorted(done, key=lambda t: (t.value, t.number))[:k]
 

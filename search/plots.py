@@ -163,7 +163,8 @@ def gap_figure(trials: Sequence[FrozenTrial], name: str) -> Figure:
             )
     ax.plot([], [], color="0.8", lw=3, label="gap")
     ax.errorbar([], [], yerr=[], fmt="none", ecolor=VAL_COLOR, label="± standard error")
-    n = _above(ax, x, train, top) + _above(ax, x, val, top)
+    _above(ax, x, train, top)
+    n = _above(ax, x, val, top)  # validation is the higher of the two
     if n:
         ax.scatter([], [], marker="^", color="0.35", label=_above_label(n, val))
     ax.set_xlim(-0.8, len(done) - 0.2)
@@ -173,7 +174,7 @@ def gap_figure(trials: Sequence[FrozenTrial], name: str) -> Figure:
     else:
         ax.set_xlabel("rank by validation error (best left)")
     ax.set_ylabel("error at the best epoch")
-    ax.set_title(f"{name}: train vs validation error of {len(done)} finished trials")
+    ax.set_title(f"{name}: train vs validation error of {len(done)} finished trials", pad=12)
     _outside_legend(ax)
     fig.tight_layout()
     return fig
@@ -210,7 +211,7 @@ def history_figure(trials: Sequence[FrozenTrial], name: str) -> Figure:
             zorder=3,
         )
         best = np.minimum.accumulate(values)
-        last = max(t.number for t in confirm.search_trials(trials))
+        last = max(t.number for t in complete + pruned)
         ax.step(
             [*numbers, last],
             [*best, best[-1]],
@@ -252,7 +253,7 @@ def history_figure(trials: Sequence[FrozenTrial], name: str) -> Figure:
         ax.plot([], [], " ", label=f"{len(failed)} failed or interrupted (not shown)")
     ax.set_xlabel("trial number")
     ax.set_ylabel("validation error (best epoch)")
-    ax.set_title(f"{name}: optimization history")
+    ax.set_title(f"{name}: optimization history", pad=12)
     _outside_legend(ax)
     fig.tight_layout()
     return fig
@@ -507,8 +508,10 @@ def parallel_figure(trials: Sequence[FrozenTrial], name: str) -> Figure:
     ax.set_title(title + more)
     bar = fig.colorbar(matplotlib.cm.ScalarMappable(norm, cmap), ax=ax, pad=0.02)
     bar.set_label(f"validation error of the best {coloured} (dark: best)")
-    marks = sorted({round(r) for r in np.linspace(0, coloured - 1, min(6, coloured))})
-    bar.set_ticks(marks, labels=[f"{errors[r]:.2%}" for r in marks])
+    marks: dict[str, int] = {}  # one tick per distinct error shown (errors repeat on small sets)
+    for r in np.linspace(0, coloured - 1, min(6, coloured)):
+        marks.setdefault(f"{errors[round(r)]:.2%}", round(r))
+    bar.set_ticks(list(marks.values()), labels=list(marks))
     fig.tight_layout()
     return fig
 

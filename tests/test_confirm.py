@@ -243,3 +243,20 @@ def test_binomial_standard_error():
     assert binomial_se(0.1, 100) == pytest.approx(0.03)
     assert binomial_se(0.0, 288) == 0.0
     assert binomial_se(0.1, None) is None
+
+
+def test_rerun_final_of_the_confirmed_best_fills_test_error_and_best_toml_says_so(
+    confirmed, tmp_path
+):
+    from mlpsearch.rerun import rerun
+
+    result, folder, _ = confirmed
+    est = confirm.best(result.study.get_trials())
+    out = rerun(result.study, folder, final=True, echo=lambda s: None, warn=lambda s: None)
+    assert out.trial == est.trial and out.reproduced
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["best"]["test_error"] == pytest.approx(out.test_error)
+    header = (folder / "best.toml").read_text().split("[study]")[0]
+    assert f"{est.mean:.4%} ± {est.std:.4%} (sd)" in header
+    assert f"the search's single seed gave {est.search_value:.4%}" in header
+    assert "optimism" in header
