@@ -212,6 +212,7 @@ table { border-collapse: collapse; font-size: 0.9em; }
 th, td { padding: 0.25em 0.7em; text-align: left; border-bottom: 1px solid #e4e4e4; }
 th { background: #f2f2f2; }
 table.summary th { background: none; font-weight: 600; }
+table.trials td { white-space: nowrap; }
 figure { margin: 1.5em 0; }
 figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { color: #555; font-size: 0.9em; margin-top: 0.3em; }

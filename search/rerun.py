@@ -105,6 +105,14 @@ def rerun(
         else:
             warn(_not_reproduced(t, history, stored))
 
+        found = confirm.estimates(study.get_trials(deepcopy=False)).get(t.number)
+        if found is not None and found.confirmed:
+            echo(
+                f"confirmed after the search on {found.n - 1} fresh seeds: validation error "
+                f"{found.mean:.4%} ± {found.std:.4%} (sd over {found.n} seeds); optimism of "
+                f"the search's seed {100 * found.optimism:+.2f} points"
+            )
+
         files = result.files
         files["model"] = folder / f"{stem}_model.npz"
         model.save(files["model"])
