@@ -120,7 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("experiment", help="experiment file with fixed values")
     train.add_argument(
-        "--seed", type=int, default=None, help="training seed (default: the file's)"
+        "--seed",
+        type=int,
+        default=None,
+        help="training seed (default: the file's [train] seed, else its [study] seed)",
     )
     train.add_argument("--save", metavar="PATH", help="where to save the model (.npz)")
     train.set_defaults(handler=cmd_train)
@@ -215,8 +218,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mlpsearch.single import train_experiment
 
     exp = load_experiment(find_experiment(args.experiment))
-    seed = args.seed if args.seed is not None else exp.study.seed
-    run = train_experiment(exp, seed=seed, echo=print)
+    run = train_experiment(exp, seed=args.seed, echo=print)
     h = run.history
     best = h.records[h.best_epoch - 1]
     print(

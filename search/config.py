@@ -113,12 +113,13 @@ BOUNDS = {
     "weight_decay": (0.0, math.inf, True),
     "dropout": (0.0, 0.95, True),
 }
-# Settings of [train] that are never searched.
+# Settings of [train] that are never searched (a default of None: absent unless given).
 TRAIN_ONLY = {
     "epochs": (int, 20),
     "patience": (int, 0),
     "step_size": (int, 10),
     "gamma": (float, 0.1),
+    "seed": (int, None),  # the training seed of a standalone experiment (rerun's best.toml)
 }
 
 
@@ -330,7 +331,9 @@ def _build_train_and_space(
 
     train: dict[str, Any] = {}
     for key, (typ, default) in TRAIN_ONLY.items():
-        train[key] = _typed(train_doc, key, typ, default, "train.")
+        value = _typed(train_doc, key, typ, default, "train.")
+        if value is not None:
+            train[key] = value
     if not 1 <= train["epochs"] <= 100_000:
         raise ConfigError(f"train.epochs: {train['epochs']} is out of range; allowed: 1 to 100000")
     if train["patience"] < 0:
@@ -341,6 +344,8 @@ def _build_train_and_space(
         raise ConfigError(
             f"train.gamma: {train['gamma']} is out of range; allowed: 0 < gamma <= 1"
         )
+    if train.get("seed", 0) < 0:
+        raise ConfigError(f"train.seed: {train['seed']} must be >= 0")
 
     space: dict[str, Spec] = {}
     for name, (_, typ, default) in HYPERPARAMETERS.items():

@@ -25,7 +25,10 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
+
+from mlpsearch import trials as stored
+from mlpsearch.trials import CONFIRM_OF, CONFIRM_SEED, TrialRecord
 
 __all__ = [
     "CONFIRM_OF",
@@ -39,18 +42,16 @@ __all__ = [
     "search_trials",
 ]
 
-CONFIRM_OF = "confirm_of"  # user attribute: the number of the search trial confirmed
-CONFIRM_SEED = "confirm_seed"  # user attribute: which fresh seed, 1 .. seeds
 TAGS = (CONFIRM_OF, CONFIRM_SEED)  # kept when a killed confirmation trial is re-queued
 
 
-def is_confirmation(t: FrozenTrial) -> bool:
-    return CONFIRM_OF in t.user_attrs
+def is_confirmation(t: TrialRecord) -> bool:
+    return t.is_confirmation
 
 
-def search_trials(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
+def search_trials(trials: Iterable[TrialRecord]) -> list[TrialRecord]:
     """The trials of the search itself (not confirmations)."""
-    return [t for t in trials if not is_confirmation(t)]
+    return [t for t in trials if not t.is_confirmation]
 
 
 def confirmation_seed(search_seed: int, k: int) -> int:
@@ -97,14 +98,13 @@ class Estimate:
         return self.n > 1
 
 
-def estimates(trials: Iterable[FrozenTrial]) -> dict[int, Estimate]:
+def estimates(trials: Iterable[TrialRecord]) -> dict[int, Estimate]:
     """One estimate per complete search trial, with its complete confirmations."""
     trials = list(trials)
     fresh: dict[int, list[tuple[int, float]]] = {}
     for t in trials:
-        if is_confirmation(t) and t.state == TrialState.COMPLETE and t.value is not None:
-            key = int(t.user_attrs[CONFIRM_OF])
-            fresh.setdefault(key, []).append((int(t.user_attrs[CONFIRM_SEED]), t.value))
+        if t.is_confirmation and t.state == TrialState.COMPLETE and t.value is not None:
+            fresh.setdefault(t.confirms, []).append((t.confirm_seed or 0, t.value))
     out = {}
     for t in search_trials(trials):
         if t.state != TrialState.COMPLETE or t.value is None:
@@ -114,7 +114,7 @@ def estimates(trials: Iterable[FrozenTrial]) -> dict[int, Estimate]:
     return out
 
 
-def best(trials: Iterable[FrozenTrial]) -> Estimate | None:
+def best(trials: Iterable[TrialRecord]) -> Estimate | None:
     """The study's best: the confirmed configuration with the lowest mean; the best search
     trial where nothing is confirmed yet."""
     found = estimates(trials)
@@ -123,7 +123,7 @@ def best(trials: Iterable[FrozenTrial]) -> Estimate | None:
     return min(pool, key=lambda e: (e.mean, e.trial)) if pool else None
 
 
-def top_search(trials: Iterable[FrozenTrial], k: int) -> list[FrozenTrial]:
+def top_search(trials: Iterable[TrialRecord], k: int) -> list[TrialRecord]:
     """The ``k`` best complete search trials, best first (ties: the earlier trial)."""
     done = [
         t for t in search_trials(trials) if t.state == TrialState.COMPLETE and t.value is not None
@@ -137,17 +137,13 @@ def enqueue(study: optuna.Study, top: int, seeds: int) -> int:
     the planning lock so that parents started together enqueue each once."""
     if top <= 0 or seeds <= 0:
         return 0
-    trials = study.get_trials(deepcopy=False)
+    trials = stored.records(study)
     # Every (trial, seed) already tried: a killed one has its retry among them, and a failed
     # one (diverged) would fail again with the same seed.
-    have = {
-        (int(t.user_attrs[CONFIRM_OF]), int(t.user_attrs[CONFIRM_SEED]))
-        for t in trials
-        if is_confirmation(t)
-    }
+    have = {(t.confirms, t.confirm_seed) for t in trials if t.is_confirmation}
     added = 0
     for t in top_search(trials, top):
-        seed = t.user_attrs.get("seed")
+        seed = t.seed
         if seed is None:
             continue
         for k in range(1, seeds + 1):
@@ -158,7 +154,7 @@ def enqueue(study: optuna.Study, top: int, seeds: int) -> int:
                 user_attrs={
                     CONFIRM_OF: t.number,
                     CONFIRM_SEED: k,
-                    "seed": confirmation_seed(int(seed), k),
+                    stored.SEED: confirmation_seed(int(seed), k),
                 },
             )
             added += 1

@@ -42,11 +42,13 @@ from optuna.distributions import (  # noqa: E402
     FloatDistribution,
     IntDistribution,
 )
-from optuna.trial import FrozenTrial, TrialState  # noqa: E402
+from optuna.trial import TrialState  # noqa: E402
 
 from mlpsearch import confirm  # noqa: E402
 from mlpsearch.engine import ACTIVATIONS  # noqa: E402
+from mlpsearch.engine.files import write_atomic  # noqa: E402
 from mlpsearch.summary import binomial_se  # noqa: E402
+from mlpsearch.trials import TrialRecord, best_first, records  # noqa: E402
 
 DPI = 100
 TOP_CURVES = 6  # learning curves drawn in curves.png
@@ -88,16 +90,16 @@ PLOTS = {
 def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
     """Draw every plot of :data:`PLOTS` into ``folder`` (created); the files, in that order."""
     folder.mkdir(parents=True, exist_ok=True)
-    trials = study.get_trials(deepcopy=False)
+    trials = records(study)
     name = study.study_name
     makers: dict[str, Callable[[], Figure]] = {
         "gap": lambda: gap_figure(trials, name),
         "history": lambda: history_figure(trials, name),
         "curves": lambda: curves_figure(
-            _complete(trials)[:TOP_CURVES], f"{name}: learning curves of the best trials"
+            best_first(trials)[:TOP_CURVES], f"{name}: learning curves of the best trials"
         ),
         "params": lambda: params_figure(trials, name),
-        "importances": lambda: importances_figure(study),
+        "importances": lambda: importances_figure(study, trials),
         "parallel": lambda: parallel_figure(trials, name),
         "dead_units": lambda: dead_units_figure(trials, name),
     }
@@ -111,8 +113,11 @@ def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
 
 
 def save(fig: Figure, path: Path) -> Path:
-    """Write ``fig`` as a PNG with no date or software version inside, then release it."""
-    fig.savefig(path, dpi=DPI, metadata={"Software": None})
+    """Write ``fig`` (atomically) as a PNG with no date or software version inside, then
+    release it."""
+    write_atomic(
+        path, lambda f: fig.savefig(f, format="png", dpi=DPI, metadata={"Software": None})
+    )
     plt.close(fig)  # figures made by pyplot (Optuna's) stay registered until closed
     return path
 
@@ -130,16 +135,16 @@ def _style() -> Any:
 # --- the figures -----------------------------------------------------------------------------
 
 
-def gap_figure(trials: Sequence[FrozenTrial], name: str) -> Figure:
+def gap_figure(trials: Sequence[TrialRecord], name: str) -> Figure:
     """Train and validation error at the best epoch of every finished trial, sorted."""
-    done = [t for t in _finished(trials) if _attr(t, "best_train_error") is not None]
+    done = [t for t in _measured(trials) if t.best_train_error is not None]
     if not done:
         return placeholder(f"{name}: train and validation error", "no finished trials yet")
-    done.sort(key=lambda t: (t.user_attrs["best_val_error"], t.number))
+    done.sort(key=lambda t: (t.best_val_error, t.number))
     x = np.arange(len(done))
-    train = np.array([t.user_attrs["best_train_error"] for t in done])
-    val = np.array([t.user_attrs["best_val_error"] for t in done])
-    se = np.array([_se(t, t.user_attrs["best_val_error"]) for t in done])
+    train = np.array([t.best_train_error for t in done])
+    val = np.array([t.best_val_error for t in done])
+    se = np.array([_se(t, t.best_val_error) for t in done])
     pruned = np.array([t.state == TrialState.PRUNED for t in done])
 
     fig = Figure(figsize=(max(9.0, min(16.0, 0.25 * len(done) + 5)), 5.0))
@@ -180,21 +185,17 @@ def gap_figure(trials: Sequence[FrozenTrial], name: str) -> Figure:
     return fig
 
 
-def history_figure(trials: Sequence[FrozenTrial], name: str) -> Figure:
+def history_figure(trials: Sequence[TrialRecord], name: str) -> Figure:
     """Validation error per trial number, with the best-so-far line and the confirmed best."""
-    complete = sorted(_complete(trials), key=lambda t: t.number)
-    pruned = [
-        t
-        for t in _finished(trials)
-        if t.state == TrialState.PRUNED and _attr(t, "best_val_error") is not None
-    ]
+    complete = sorted(best_first(trials), key=lambda t: t.number)
+    pruned = [t for t in _measured(trials) if t.state == TrialState.PRUNED]
     failed = [t for t in confirm.search_trials(trials) if t.state == TrialState.FAIL]
     if not complete and not pruned:
         return placeholder(f"{name}: optimization history", "no finished trials yet")
     fig = Figure(figsize=(10.5, 5.0))
     ax = fig.add_subplot()
     values = [t.value for t in complete]
-    pruned_values = [t.user_attrs["best_val_error"] for t in pruned]
+    pruned_values = [t.best_val_error for t in pruned]
     top = _error_axis(ax, np.array(values + pruned_values))
     if complete:
         numbers = [t.number for t in complete]
@@ -259,9 +260,9 @@ def history_figure(trials: Sequence[FrozenTrial], name: str) -> Figure:
     return fig
 
 
-def curves_figure(trials: Sequence[FrozenTrial], title: str, ncols: int = 3) -> Figure:
+def curves_figure(trials: Sequence[TrialRecord], title: str, ncols: int = 3) -> Figure:
     """Small multiples: train and validation error per epoch of each trial, side by side."""
-    with_curves = [t for t in trials if _attr(t, "curve_val_error")]
+    with_curves = [t for t in trials if t.curves.val_error]
     if not with_curves:
         return placeholder(f"{title}: learning curves", "no trial with learning curves")
     n = len(with_curves)
@@ -272,25 +273,24 @@ def curves_figure(trials: Sequence[FrozenTrial], title: str, ncols: int = 3) -> 
     # The axis fits the second half of the curves: where trials are compared, not epoch 1.
     tails = np.concatenate(
         [
-            np.array(t.user_attrs[k], dtype=float)[len(t.user_attrs[k]) // 2 :]
+            np.array(curve, dtype=float)[len(curve) // 2 :]
             for t in with_curves
-            for k in ("curve_train_error", "curve_val_error")
+            for curve in (t.curves.train_error, t.curves.val_error)
         ]
     )
     for ax, t in zip(axes.flat, with_curves, strict=False):
-        a = t.user_attrs
-        val = np.array(a["curve_val_error"], dtype=float)  # None (diverged) -> nan
-        train = np.array(a["curve_train_error"], dtype=float)
+        val = np.array(t.curves.val_error, dtype=float)  # None (diverged) -> nan
+        train = np.array(t.curves.train_error, dtype=float)
         epochs = np.arange(1, len(val) + 1)
         ax.plot(epochs, train, color=TRAIN_COLOR, lw=1.5, label="train (evaluation mode)")
         se = np.array([_se(t, v) if np.isfinite(v) else 0.0 for v in val])
         ax.fill_between(epochs, val - se, val + se, color=VAL_COLOR, alpha=0.15, lw=0)
         ax.plot(epochs, val, color=VAL_COLOR, lw=1.5, label="validation (± standard error)")
-        if a.get("best_epoch"):
-            ax.axvline(a["best_epoch"], color="0.4", ls=":", lw=1.2, label="best epoch")
-        best = a.get("best_val_error")
+        if t.best_epoch:
+            ax.axvline(t.best_epoch, color="0.4", ls=":", lw=1.2, label="best epoch")
+        best = t.best_val_error
         score = f"val {best:.2%}" if best is not None else t.state.name.lower()
-        ax.set_title(f"trial {t.number}: {score}\n{describe(t)}", fontsize=10)
+        ax.set_title(f"trial {t.number}: {score}\n{t.describe()}", fontsize=10)
         ax.set_xlabel("epoch")
         ax.set_ylabel("error")
         ax.tick_params(labelleft=True)
@@ -304,10 +304,10 @@ def curves_figure(trials: Sequence[FrozenTrial], title: str, ncols: int = 3) -> 
     return fig
 
 
-def params_figure(trials: Sequence[FrozenTrial], name: str) -> Figure:
+def params_figure(trials: Sequence[TrialRecord], name: str) -> Figure:
     """Validation error against each numeric hyperparameter, coloured by activation; pruned
     trials hollow, at their error when stopped."""
-    finished = _finished(trials)
+    finished = _measured(trials)
     dists = numeric_distributions(finished)
     if not dists:
         return placeholder(
@@ -319,10 +319,10 @@ def params_figure(trials: Sequence[FrozenTrial], name: str) -> Figure:
     fig = Figure(figsize=(4.4 * ncols + 1.6, 3.4 * nrows + 1.0))
     axes = fig.subplots(nrows, ncols, squeeze=False)
 
-    def error(t: FrozenTrial) -> float:
+    def error(t: TrialRecord) -> float:
         if t.state == TrialState.COMPLETE:
             return t.value
-        return t.user_attrs.get("val_error", t.user_attrs["best_val_error"])  # when stopped
+        return t.val_error if t.val_error is not None else t.best_val_error  # when stopped
 
     values = np.array([error(t) for t in finished])
     for ax, (param, dist) in zip(axes.flat, dists.items(), strict=False):
@@ -333,7 +333,7 @@ def params_figure(trials: Sequence[FrozenTrial], name: str) -> Figure:
                 continue
             x = [t.params[param] for t in having]
             y = [error(t) for t in having]
-            colors = [COLORS.get(activation(t), "black") for t in having]
+            colors = [COLORS.get(t.activation, "black") for t in having]
             if filled:
                 ax.errorbar(
                     x, y, yerr=[_se(t) for t in having], fmt="none", ecolor="0.6", elinewidth=0.7
@@ -359,18 +359,18 @@ def params_figure(trials: Sequence[FrozenTrial], name: str) -> Figure:
     return fig
 
 
-def dead_units_figure(trials: Sequence[FrozenTrial], name: str) -> Figure:
+def dead_units_figure(trials: Sequence[TrialRecord], name: str) -> Figure:
     """Dead-unit fraction against learning rate and init scale for ReLU-family trials."""
     family = [
         t
-        for t in _finished(trials)
-        if activation(t) in RELU_FAMILY and _attr(t, "dead_fraction") and _attr(t, "config")
+        for t in _measured(trials)
+        if t.activation in RELU_FAMILY and t.dead_fraction and t.config
     ]
     title = f"{name}: dead hidden units of ReLU-family trials"
     if not family:
         return placeholder(title, f"no finished trial uses {', '.join(RELU_FAMILY)}")
-    dead = [max(t.user_attrs["dead_fraction"]) for t in family]
-    colors = [COLORS.get(activation(t), "black") for t in family]
+    dead = [max(t.dead_fraction) for t in family]
+    colors = [COLORS.get(t.activation, "black") for t in family]
     fig = Figure(figsize=(12.6, 4.6))
     axes = fig.subplots(1, 2, sharey=True)
     for ax, (key, label, log) in zip(
@@ -381,8 +381,7 @@ def dead_units_figure(trials: Sequence[FrozenTrial], name: str) -> Figure:
         ),
         strict=True,
     ):
-        section = "train" if key == "learning_rate" else "model"
-        x = [t.user_attrs["config"][section][key] for t in family]
+        x = [t.setting(key) for t in family]
         ax.scatter(x, dead, c=colors, s=26, edgecolors="none")
         if log:
             _log_axis(ax, min(x), max(x))
@@ -397,16 +396,19 @@ def dead_units_figure(trials: Sequence[FrozenTrial], name: str) -> Figure:
     return fig
 
 
-def importances_figure(study: optuna.Study) -> Figure:
+def importances_figure(study: optuna.Study, trials: Sequence[TrialRecord]) -> Figure:
     """Hyperparameter importances (Optuna's PED-ANOVA: needs no scikit-learn, draws nothing
     random) over the search's complete trials, drawn in the style of every other figure."""
     name = study.study_name
     title = f"{name}: hyperparameter importances"
-    complete = _complete(study.get_trials(deepcopy=False))
+    complete = best_first(trials)
     if len(complete) < 2 or not any(t.distributions for t in complete):
         return placeholder(title, "needs at least 2 complete trials with searched parameters")
     search = optuna.create_study(direction="minimize")  # the search alone: no confirmations
-    search.add_trials(complete)
+    search.add_trials(
+        optuna.trial.create_trial(params=t.params, distributions=t.distributions, value=t.value)
+        for t in complete
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -435,7 +437,7 @@ def importances_figure(study: optuna.Study) -> Figure:
     return fig
 
 
-def parallel_figure(trials: Sequence[FrozenTrial], name: str) -> Figure:
+def parallel_figure(trials: Sequence[TrialRecord], name: str) -> Figure:
     """Parallel coordinates of the complete trials: one vertical axis per searched parameter.
 
     Drawn here rather than by Optuna, whose version overlaps its tick labels and draws the
@@ -445,7 +447,7 @@ def parallel_figure(trials: Sequence[FrozenTrial], name: str) -> Figure:
     drawn on top; the others are faint grey lines behind them, so 200 trials stay readable.
     """
     title = f"{name}: parallel coordinates of the complete trials"
-    complete = _complete(trials)
+    complete = best_first(trials)
     dists: dict[str, Any] = {}
     for t in complete:
         for k, d in t.distributions.items():
@@ -565,23 +567,7 @@ def placeholder(title: str, message: str) -> Figure:
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def describe(t: FrozenTrial) -> str:
-    """``gelu 121-54-43, lr 0.0957``: the architecture and learning rate of a trial."""
-    config = t.user_attrs.get("config")
-    if not config:
-        return ", ".join(f"{k} {_short(v)}" for k, v in sorted(t.params.items()))
-    units = "-".join(str(u) for u in config["model"]["layer_sizes"][1:-1])
-    return f"{config['model']['activation']} {units}, lr {config['train']['learning_rate']:.3g}"
-
-
-def activation(t: FrozenTrial) -> str | None:
-    config = t.user_attrs.get("config")
-    if config:
-        return config["model"]["activation"]
-    return t.params.get("activation")
-
-
-def numeric_distributions(trials: Sequence[FrozenTrial]) -> dict[str, Any]:
+def numeric_distributions(trials: Sequence[TrialRecord]) -> dict[str, Any]:
     """The numeric searched hyperparameters of ``trials``: name -> distribution, sorted."""
     out: dict[str, Any] = {}
     for t in trials:
@@ -596,31 +582,14 @@ def _param_order(name: str) -> tuple[str, int]:
     return (head, int(tail)) if tail.isdigit() else (name, 0)
 
 
-def _complete(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
-    """Complete trials, best first."""
-    done = [
-        t
-        for t in trials
-        if t.state == TrialState.COMPLETE
-        and t.value is not None
-        and not confirm.is_confirmation(t)
-    ]
-    return sorted(done, key=lambda t: (t.value, t.number))
-
-
-def _finished(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+def _measured(trials: Sequence[TrialRecord]) -> list[TrialRecord]:
+    """Complete and pruned trials of the search that measured a validation error."""
     ok = (TrialState.COMPLETE, TrialState.PRUNED)
     return [
         t
         for t in trials
-        if t.state in ok
-        and _attr(t, "best_val_error") is not None
-        and not confirm.is_confirmation(t)
+        if t.state in ok and t.best_val_error is not None and not t.is_confirmation
     ]
-
-
-def _attr(t: FrozenTrial, key: str) -> Any:
-    return t.user_attrs.get(key)
 
 
 def _short(v: Any) -> str:
@@ -683,10 +652,10 @@ def _outside_legend(ax: Any, **kw: Any) -> None:
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kw)
 
 
-def _se(t: FrozenTrial, value: float | None = None) -> float:
+def _se(t: TrialRecord, value: float | None = None) -> float:
     """Binomial standard error of a trial's validation error (0 where unknown)."""
     v = t.value if value is None else value
-    se = binomial_se(v, t.user_attrs.get("val_rows")) if v is not None else None
+    se = binomial_se(v, t.val_rows) if v is not None else None
     return 0.0 if se is None else se
 
 
@@ -715,9 +684,10 @@ def _log_axis(ax: Any, low: float, high: float) -> None:
 
 
 def _activation_legend(
-    fig: Figure, trials: Sequence[FrozenTrial], pruned: bool = False
+    fig: Figure, trials: Sequence[TrialRecord], pruned: bool = False
 ) -> None:
-    present = sorted({activation(t) for t in trials} - {None}, key=list(ACTIVATIONS).index)
+    used = {t.activation for t in trials}
+    present = [a for a in ACTIVATIONS if a in used]
     handles = [
         Line2D([], [], ls="", marker="o", color=COLORS.get(a, "black"), label=a) for a in present
     ]

@@ -10,9 +10,7 @@ from collections.abc import Callable
 from optuna.trial import FrozenTrial, TrialState
 
 from mlpsearch import outcomes
-from mlpsearch.confirm import CONFIRM_OF, CONFIRM_SEED, is_confirmation
-
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+from mlpsearch.trials import FINISHED, RETRY_OF, TrialRecord, best
 
 
 class Progress:
@@ -26,26 +24,28 @@ class Progress:
         self._bar_shown = False
 
     def update(self, trials: list[FrozenTrial]) -> None:
-        finished = [t for t in trials if t.state in FINISHED and t.number not in self.seen]
+        """Take the study's trials as the storage holds them now; print the newly finished."""
+        new = [t for t in trials if t.state in FINISHED and t.number not in self.seen]
+        finished = [TrialRecord.from_frozen(t) for t in sorted(new, key=lambda t: t.number)]
         if self.done_at_start is None:  # trials of an earlier run: counted, not printed
-            self.seen.update(t.number for t in finished)
+            self.seen.update(r.number for r in finished)
             self.done_at_start = len(finished)
             self._best_of(finished)
             return
-        retries = outcomes.retried_as(trials) if finished else {}
-        for t in sorted(finished, key=lambda t: t.number):
-            self.seen.add(t.number)
-            self._best_of([t])
+        retries = {  # interrupted trial -> its re-run, for the lines of interrupted trials
+            t.system_attrs[RETRY_OF]: t.number for t in trials if RETRY_OF in t.system_attrs
+        }
+        for r in finished:
+            self.seen.add(r.number)
+            self._best_of([r])
             self._clear()
-            self.echo(trial_line(t, retries))
+            self.echo(trial_line(r, retries))
         self._draw()
 
-    def _best_of(self, trials: list[FrozenTrial]) -> None:
-        for t in trials:
-            if t.state != TrialState.COMPLETE or is_confirmation(t):
-                continue
-            if self.best is None or t.value < self.best:
-                self.best = t.value
+    def _best_of(self, trials: list[TrialRecord]) -> None:
+        top = best(trials)
+        if top is not None and (self.best is None or top.value < self.best):
+            self.best = top.value
 
     def _counted(self) -> int:
         return len(self.seen)
@@ -77,30 +77,23 @@ class Progress:
         self._clear()
 
 
-def trial_line(t: FrozenTrial, retries: dict[int, int] | None = None) -> str:
+def trial_line(r: TrialRecord, retries: dict[int, int] | None = None) -> str:
     """One concise line about a finished trial (``retries``: :func:`outcomes.retried_as`)."""
-    a = t.user_attrs
-    config = a.get("config", {})
-    model, train = config.get("model", {}), config.get("train", {})
-    layers = model.get("layer_sizes", [])[1:-1]
-    shape = f"{model.get('activation', '?')} {layers}" if model else ""
-    lr = f"lr {train['learning_rate']:.3g}" if "learning_rate" in train else ""
-    state = outcomes.outcome(t)
-    head = f"trial {t.number:>4} {state:<8}"
-    if is_confirmation(t):
-        of, k = t.user_attrs[CONFIRM_OF], t.user_attrs[CONFIRM_SEED]
-        head += f"  confirms trial {of} (fresh seed {k})"
-    if t.state == TrialState.COMPLETE:
+    shape = f"{r.activation} {list(r.units)}" if r.config else ""
+    lr = f"lr {r.setting('learning_rate'):.3g}" if r.config else ""
+    state = outcomes.outcome(r)
+    head = f"trial {r.number:>4} {state:<8}"
+    if r.is_confirmation:
+        head += f"  confirms trial {r.confirms} (fresh seed {r.confirm_seed})"
+    if r.state == TrialState.COMPLETE:
         body = (
-            f"val {a.get('best_val_error', t.value):.2%}  train {a.get('best_train_error', 0):.2%}"
-            f"  {a.get('epochs', 0):>3} ep  {a.get('seconds', 0):6.1f}s"
+            f"val {r.best_val_error:.2%}  train {r.best_train_error:.2%}"
+            f"  {r.epochs:>3} ep  {r.seconds or 0:6.1f}s"
         )
-    elif t.state == TrialState.PRUNED:
-        body = a.get("prune_reason", "pruned")
     elif state == "interrupted":
-        body = outcomes.label(t, retries or {}) + f": {a.get(outcomes.INTERRUPTED, '')}"
+        body = f"{outcomes.label(r, retries or {})}: {r.interrupted or r.reason}"
     else:
-        body = a.get("fail_reason", "failed")
+        body = r.reason or ("pruned" if r.state == TrialState.PRUNED else "failed")
     return "  ".join(p for p in (head, body, shape, lr) if p)
 
 

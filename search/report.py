@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import base64
 import html
-import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 import pandas as pd
-from optuna.trial import FrozenTrial, TrialState
 
 from mlpsearch import confirm, outcomes
 from mlpsearch.engine.files import write_atomic
-from mlpsearch.plots import PLOTS, describe, write_plots
+from mlpsearch.plots import PLOTS, write_plots
 from mlpsearch.summary import (
     SUMMARY_FILE,
     best_text,
@@ -29,6 +27,13 @@ from mlpsearch.summary import (
     write_summary,
 )
 from mlpsearch.tables import write_trials_csv
+from mlpsearch.trials import (
+    TrialRecord,
+    best,
+    experiment_text,
+    records,
+    stored_experiment,
+)
 
 TOP = 10
 
@@ -49,8 +54,9 @@ def write_report(
     folder.mkdir(parents=True, exist_ok=True)
     csv = folder / "trials.csv"
     write_trials_csv(study, csv)
-    table = top_trials(study, top)
-    facts = summary(study, folder)
+    trials = records(study)
+    table = top_trials(trials, top)
+    facts = summary(study, trials, folder)
     plots = write_plots(study, folder / "plots")
     page = folder / "report.html"
     write_atomic(page, render_html(study, facts, table, plots))
@@ -77,82 +83,74 @@ def write_report(
 # --- the content -----------------------------------------------------------------------------
 
 
-def summary(study: optuna.Study, folder: Path | None = None) -> list[tuple[str, str]]:
+def summary(
+    study: optuna.Study, trials: Sequence[TrialRecord], folder: Path | None = None
+) -> list[tuple[str, str]]:
     """(label, value) lines describing the study: its setup, its trials, its best trial."""
-    trials = study.get_trials(deepcopy=False)
     digest = study_summary(study, folder)
     facts = [("study", study.study_name)]
-    setup = _experiment_doc(study)
-    if setup:
-        s, d, tr = setup.get("study", {}), setup.get("data", {}), setup.get("train", {})
+    exp = stored_experiment(study, required=False)
+    if exp is not None:
+        s, d = exp.study, exp.data
         facts += [
-            ("dataset", f"{d.get('dataset')} (validation fraction {d.get('val_fraction')})"),
+            ("dataset", f"{d.dataset} (validation fraction {d.val_fraction})"),
+            ("search", f"{s.sampler} sampler, {_pruner(s.pruner)}, seed {s.seed}"),
             (
-                "search",
-                f"{s.get('sampler')} sampler, {_pruner(s.get('pruner'))}, seed {s.get('seed')}",
+                "training",
+                f"up to {exp.train['epochs']} epochs, patience {exp.train['patience']}",
             ),
-            ("training", f"up to {tr.get('epochs')} epochs, patience {tr.get('patience')}"),
         ]
     facts.append(("trials", f"{len(trials)} ({counts_text(digest['counts'])})"))
-    seconds = sum(t.user_attrs.get("seconds") or 0.0 for t in trials)
+    seconds = sum(r.seconds or 0.0 for r in trials)
     facts.append(("training time", f"{seconds:.1f} s summed over trials"))
     retries = outcomes.retried_as(trials)
-    interrupted = [t for t in trials if outcomes.outcome(t) == "interrupted"]
+    interrupted = [r for r in trials if outcomes.outcome(r) == "interrupted"]
     if interrupted:
-        facts.append(
-            ("interrupted trials", "; ".join(f"{t.number}: {outcomes.label(t, retries)}"
-                                             for t in interrupted))
-        )
-    failed = [t for t in trials if outcomes.outcome(t) == "failed"]
+        labels = [f"{r.number}: {outcomes.label(r, retries)}" for r in interrupted]
+        facts.append(("interrupted trials", "; ".join(labels)))
+    failed = [r for r in trials if outcomes.outcome(r) == "failed"]
     if failed:
-        reasons = [
-            f"{t.number}: {t.user_attrs.get('fail_reason', 'no reason stored')}" for t in failed
-        ]
+        reasons = [f"{r.number}: {r.reason or 'no reason stored'}" for r in failed]
         more = f"; and {len(reasons) - 5} more (see trials.csv)" if len(reasons) > 5 else ""
         facts.append(("failed trials", "; ".join(reasons[:5]) + more))
-    if digest["best"] is not None:
-        best = next(t for t in trials if t.number == digest["best"]["trial"])
-        a = best.user_attrs
+    top = best(trials)
+    if top is not None and digest["best"] is not None:
         facts.append(
             (
                 "best",
-                f"{best_text(digest['best'])}; best epoch {a.get('best_epoch')} of "
-                f"{a.get('epochs')}; {describe(best)}",
+                f"{best_text(digest['best'])}; best epoch {top.best_epoch} of {top.epochs}; "
+                f"{top.describe()}",
             )
         )
     return facts
 
 
-def top_trials(study: optuna.Study, k: int = TOP) -> pd.DataFrame:
+def top_trials(trials: Sequence[TrialRecord], k: int = TOP) -> pd.DataFrame:
     """The ``k`` best complete trials as a table of readable strings, best first."""
-    trials = study.get_trials(deepcopy=False)
     found = confirm.estimates(trials)
     winner = confirm.best(trials)
     # Confirmed configurations first, by their mean over seeds; then the rest by value.
     ranked = sorted(found.values(), key=lambda e: (not e.confirmed, e.mean, e.trial))[:k]
-    by_number = {t.number: t for t in trials}
+    by_number = {r.number: r for r in trials}
     rows = []
     for e in ranked:
-        t = by_number[e.trial]
-        a, config = t.user_attrs, t.user_attrs.get("config") or {}
-        model, train = config.get("model", {}), config.get("train", {})
-        train_error = a.get("best_train_error")
-        noise = _noise(e, a.get("val_rows"))
+        r = by_number[e.trial]
+        noise = _noise(e, r.val_rows)
         row = {
-            "trial": t.number,
+            "trial": r.number,
             "val error": _with_noise(e, noise),
             "search seed": f"{e.search_value:.2%}" if e.confirmed else "",
             "within noise": _within_noise(e, noise, winner, by_number),
-            "train error": "" if train_error is None else f"{train_error:.2%}",
-            "gap": "" if train_error is None else f"{e.mean - train_error:+.2%}",
-            "epoch": f"{a.get('best_epoch')}/{a.get('epochs')}",
-            "seconds": f"{a.get('seconds', 0.0):.1f}",
-            "activation": model.get("activation", ""),
-            "hidden units": "-".join(str(u) for u in model.get("layer_sizes", [0, 0])[1:-1]),
-            "learning rate": f"{train.get('learning_rate', float('nan')):.3g}",
+            "train error": f"{r.best_train_error:.2%}",
+            "gap": f"{e.mean - r.best_train_error:+.2%}",
+            "epoch": f"{r.best_epoch}/{r.epochs}",
+            "seconds": f"{r.seconds or 0.0:.1f}",
+            "activation": r.activation,
+            "hidden units": "-".join(str(u) for u in r.units),
+            "learning rate": f"{r.setting('learning_rate'):.3g}",
         }
         shown = {"activation", "hidden_layers", "learning_rate"}
-        for name, value in sorted(t.params.items()):
+        for name, value in sorted(r.params.items()):
             if name not in shown and not name.startswith("units"):
                 row[name.replace("_", " ")] = f"{value:.3g}" if isinstance(value, float) else value
         rows.append(row)
@@ -171,14 +169,19 @@ def _with_noise(e: confirm.Estimate, noise: float | None) -> str:
     return f"{e.mean:.2%}" + ("" if noise is None else f" ± {noise:.2%}")
 
 
-def _within_noise(e, noise, winner, by_number) -> str:
-    """'best', 'yes' when the difference from the best is under two standard errors of the
-    difference, else 'no'."""
+def _within_noise(
+    e: confirm.Estimate,
+    noise: float | None,
+    winner: confirm.Estimate | None,
+    by_number: dict[int, TrialRecord],
+) -> str:
+    """'best'; 'yes' when the difference from the best is under two standard errors of the
+    difference; else 'no'."""
     if winner is None or noise is None:
         return ""
     if e.trial == winner.trial:
         return "best"
-    best_noise = _noise(winner, by_number[winner.trial].user_attrs.get("val_rows"))
+    best_noise = _noise(winner, by_number[winner.trial].val_rows)
     if best_noise is None:
         return ""
     return "yes" if e.mean - winner.mean < 2 * (noise**2 + best_noise**2) ** 0.5 else "no"
@@ -186,19 +189,6 @@ def _within_noise(e, noise, winner, by_number) -> str:
 
 def _pruner(name: str | None) -> str:
     return "no pruning" if name in (None, "none") else f"{name} pruner"
-
-
-def _best(trials: list[FrozenTrial]) -> FrozenTrial | None:
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    return min(complete, key=lambda t: (t.value, t.number)) if complete else None
-
-
-def _experiment_doc(study: optuna.Study) -> dict:
-    text = study.user_attrs.get("experiment_toml")
-    try:
-        return tomllib.loads(text) if text else {}
-    except tomllib.TOMLDecodeError:
-        return {}
 
 
 # --- the page --------------------------------------------------------------------------------
@@ -230,8 +220,7 @@ def render_html(
     """One self-contained page: summary, top-trials table, every plot (embedded), experiment."""
     e = html.escape
     name = study.study_name
-    rows_seen = {t.user_attrs.get("val_rows") for t in study.get_trials(deepcopy=False)}
-    rows_seen.discard(None)
+    rows_seen = {r.val_rows for r in records(study)} - {None}
     val_note = (
         f"sqrt(p(1-p)/n) on the {rows_seen.pop():,} validation examples"
         if len(rows_seen) == 1
@@ -251,7 +240,7 @@ def render_html(
             f'alt="{e(caption)}"><figcaption>{e(path.name)}: {e(caption)}</figcaption></figure>'
         )
     nav = " ".join(f'<a href="#{e(p.stem)}">{e(p.stem)}</a>' for p in plots)
-    experiment = study.user_attrs.get("experiment_toml", "")
+    experiment = experiment_text(study)
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>

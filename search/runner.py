@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-import tomllib
 import traceback
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, wait
@@ -30,18 +29,19 @@ from typing import Any
 import optuna
 from joblib.externals.loky import get_reusable_executor
 from joblib.externals.loky.process_executor import BrokenProcessPool
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from mlpsearch.engine import Diverged
 from mlpsearch.engine.data import Dataset
 from mlpsearch import confirm, space
-from mlpsearch.config import Experiment, parse_experiment
+from mlpsearch.config import Experiment
 from mlpsearch.errors import ConfigError, Interrupted, RunError
 from mlpsearch.data import load_data
 from mlpsearch.objective import Objective
 from mlpsearch.progress import Progress
 from mlpsearch.samplers import make_sampler, qmc_configs
 from mlpsearch.summary import SUMMARY_FILE, best_text, counts_text, write_summary
+from mlpsearch import trials as trial_records
 from mlpsearch.storage import (
     Heartbeat,
     claim_waiting,
@@ -61,7 +61,7 @@ class RunResult:
     study: optuna.Study
     folder: Path
     finished: int
-    best: FrozenTrial | None
+    best: trial_records.TrialRecord | None
 
 
 # --- the parent ------------------------------------------------------------------------------
@@ -125,9 +125,7 @@ def run_study(
     )
     echo(f"table: {folder / 'trials.csv'}; summary: {folder / SUMMARY_FILE}")
     echo(f"next: mlpsearch report {where}")
-    best = summary["best"]
-    best_trial = None if best is None else study.get_trials(deepcopy=False)[best["trial"]]
-    return RunResult(study, folder, _finished(study), best_trial)
+    return RunResult(study, folder, _finished(study), _best(study))
 
 
 def _confirm(executor, exp, url, study, storage, n_trials, echo, hint):
@@ -204,16 +202,7 @@ def join_study(
 
 def stored_experiment(study: optuna.Study) -> Experiment:
     """The experiment a study was created from (its ``experiment_toml`` user attribute)."""
-    text = study.user_attrs.get("experiment_toml")
-    if not isinstance(text, str):
-        raise ConfigError(
-            f"study {study.study_name!r} holds no experiment (it was not created by "
-            "mlpsearch run); nothing to join"
-        )
-    try:
-        return parse_experiment(tomllib.loads(text), source=f"study {study.study_name}")
-    except (tomllib.TOMLDecodeError, ConfigError) as err:
-        raise ConfigError(f"study {study.study_name!r}: its stored experiment: {err}") from None
+    return trial_records.stored_experiment(study)
 
 
 def _work(
@@ -449,17 +438,11 @@ def _taken_slots(study: optuna.Study) -> set[int]:
 
 
 def _finished(study: optuna.Study) -> int:
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    return len(trials) + sum(
-        1
-        for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-        if not str(t.user_attrs.get("fail_reason", "")).endswith("re-queued")
-    )
+    return trial_records.count_finished(study)
 
 
-def _best(study: optuna.Study) -> FrozenTrial | None:
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return min(complete, key=lambda t: (t.value, t.number)) if complete else None
+def _best(study: optuna.Study) -> trial_records.TrialRecord | None:
+    return trial_records.best(study)
 
 
 def _start_workers(exp: Experiment):

@@ -38,7 +38,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
 from mlpsearch.errors import ConfigError
-from mlpsearch.outcomes import INTERRUPTED
+from mlpsearch.trials import CONFIRM_OF, CONFIRM_SEED, INTERRUPTED, SEED, SLOT
 
 # fail_stale_trials and the retry callback are stable in practice but still flagged experimental
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -49,7 +49,7 @@ CLAIM_GRACE_SECONDS = 15  # a claimed trial's worker names itself within millise
 MAX_RETRY = 3  # how often one configuration is re-queued after its worker died
 # What a re-queued trial keeps of the one it replaces: its slot and seed, and for a
 # confirmation trial which search trial and fresh seed it confirms (mlpsearch.confirm).
-KEPT_ON_RETRY = ("slot", "seed", "confirm_of", "confirm_seed")
+KEPT_ON_RETRY = (SLOT, SEED, CONFIRM_OF, CONFIRM_SEED)
 
 WORKER_KEY = "mlpsearch:worker"  # "host:pid:start" of the process running the trial
 BEAT_KEY = "mlpsearch:heartbeat"  # time.time() of the last heartbeat

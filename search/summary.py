@@ -34,6 +34,7 @@ import optuna
 from optuna.trial import TrialState
 
 from mlpsearch import confirm, outcomes
+from mlpsearch import trials as stored
 from mlpsearch.engine.files import write_atomic
 
 __all__ = [
@@ -58,11 +59,11 @@ def binomial_se(p: float, n: int | None) -> float | None:
 
 
 def study_summary(study: optuna.Study, folder: Path | None = None) -> dict[str, Any]:
-    trials = study.get_trials(deepcopy=False)
+    trials = stored.records(study)
     searched = confirm.search_trials(trials)
     counts: dict[str, Any] = outcomes.counts(searched)
     counts["confirmations"] = sum(
-        1 for t in trials if confirm.is_confirmation(t) and t.state == TrialState.COMPLETE
+        1 for t in trials if t.is_confirmation and t.state == TrialState.COMPLETE
     )
     found = confirm.best(trials)
     best = None
@@ -70,7 +71,7 @@ def study_summary(study: optuna.Study, folder: Path | None = None) -> dict[str, 
         t = next(t for t in trials if t.number == found.trial)
         std = found.std
         if std is None:
-            std = binomial_se(found.search_value, t.user_attrs.get("val_rows"))
+            std = binomial_se(found.search_value, t.val_rows)
         best = {
             "trial": found.trial,
             "params": found.params,
@@ -79,7 +80,7 @@ def study_summary(study: optuna.Study, folder: Path | None = None) -> dict[str, 
             "n_seeds": found.n,
             "search_val_error": found.search_value,
             "optimism": found.optimism,
-            "train_error": t.user_attrs.get("best_train_error"),
+            "train_error": t.best_train_error,
             "test_error": _test_error(folder, found.trial),
         }
     return {"study": study.study_name, "counts": counts, "best": best}

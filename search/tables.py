@@ -8,7 +8,9 @@ import optuna
 import pandas as pd
 
 from mlpsearch import confirm, outcomes
+from mlpsearch.engine.files import write_atomic
 from mlpsearch.summary import binomial_se
+from mlpsearch.trials import records
 
 RESULT_COLUMNS = [
     "train_error",
@@ -33,32 +35,31 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     ``dead_fraction_layers`` lists them all.
     """
     rows = []
-    trials = study.get_trials(deepcopy=False)
+    trials = records(study)
     retries = outcomes.retried_as(trials)
     found = confirm.estimates(trials)
-    for t in trials:
-        a = t.user_attrs
-        dead = a.get("dead_fraction") or []
-        seeds = found.get(t.number)
+    for r in trials:
+        dead = r.dead_fraction
+        seeds = found.get(r.number)
         confirmed = seeds is not None and seeds.confirmed
         row = {
-            "number": t.number,
-            "state": t.state.name,
-            "outcome": outcomes.label(t, retries),
-            "slot": a.get("slot"),
-            "value": t.value,
-            "value_se": binomial_se(t.value, a.get("val_rows")),
-            "confirms": a.get(confirm.CONFIRM_OF),
+            "number": r.number,
+            "state": r.state.name,
+            "outcome": outcomes.label(r, retries),
+            "slot": r.slot,
+            "value": r.value,
+            "value_se": binomial_se(r.value, r.val_rows),
+            "confirms": r.confirms,
             "seeds_mean": seeds.mean if confirmed else None,
             "seeds_std": seeds.std if confirmed else None,
             "n_seeds": seeds.n if confirmed else None,
-            **{f"param_{k}": v for k, v in sorted(t.params.items())},
-            **{k: a.get(k) for k in RESULT_COLUMNS},
+            **{f"param_{k}": v for k, v in sorted(r.params.items())},
+            **{k: getattr(r, k) for k in RESULT_COLUMNS},
             "dead_fraction": max(dead) if dead else None,
             "dead_fraction_layers": " ".join(f"{d:.3f}" for d in dead),
-            "seed": a.get("seed"),
-            "retry_of": t.system_attrs.get("failed_trial"),
-            "reason": a.get("fail_reason") or a.get("prune_reason") or "",
+            "seed": r.seed,
+            "retry_of": r.retry_of,
+            "reason": r.reason,
         }
         rows.append(row)
     frame = pd.DataFrame(rows)
@@ -73,7 +74,5 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
 def write_trials_csv(study: optuna.Study, path: Path) -> pd.DataFrame:
     """Write :func:`trials_frame` to ``path`` atomically; returns the frame."""
     frame = trials_frame(study)
-    tmp = path.with_suffix(".csv.tmp")
-    frame.to_csv(tmp, index=False, float_format="%.6g")
-    tmp.replace(path)
+    write_atomic(path, lambda f: frame.to_csv(f, index=False, float_format="%.6g"))
     return frame

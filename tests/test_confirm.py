@@ -12,11 +12,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from mlpsearch import confirm, outcomes
+from mlpsearch import confirm, outcomes, trials as stored
 from mlpsearch.config import ConfigError, parse_experiment
 from mlpsearch.progress import trial_line
 from mlpsearch.report import top_trials, write_report
-from mlpsearch.rerun import fresh_seeds, pick_trial
+from mlpsearch.rerun import fresh_seeds
 from mlpsearch.runner import run_study
 from mlpsearch.storage import WORKER_KEY, claim_waiting, fail_stale, open_journal
 from mlpsearch.summary import binomial_se, study_summary
@@ -59,8 +59,8 @@ def confirmed(tmp_path_factory):
 def test_confirmation_trials_retrain_the_top_configurations_on_fresh_seeds(confirmed):
     result, _, _ = confirmed
     trials = result.study.get_trials()
-    search = confirm.search_trials(trials)
-    extra = [t for t in trials if confirm.is_confirmation(t)]
+    search = [t for t in trials if confirm.CONFIRM_OF not in t.user_attrs]
+    extra = [t for t in trials if confirm.CONFIRM_OF in t.user_attrs]
     assert len(search) == 6 and len(extra) == 4  # not counted in n_trials
     assert all("slot" not in t.user_attrs for t in extra)
     top = sorted((t for t in search if t.state == TrialState.COMPLETE), key=lambda t: t.value)
@@ -82,22 +82,22 @@ def test_best_is_the_lowest_mean_over_seeds(confirmed):
     result, folder, _ = confirmed
     trials = result.study.get_trials()
     means = {}
-    for t in confirm.search_trials(trials):
+    for t in [t for t in trials if confirm.CONFIRM_OF not in t.user_attrs]:
         values = [t.value] + [
             c.value
             for c in trials
-            if confirm.is_confirmation(c) and c.user_attrs[confirm.CONFIRM_OF] == t.number
+            if c.user_attrs.get(confirm.CONFIRM_OF) == t.number
         ]
         if len(values) > 1:
             means[t.number] = (statistics.fmean(values), statistics.stdev(values), values)
     winner = min(means, key=lambda n: (means[n][0], n))
-    best = confirm.best(trials)
+    best = confirm.best(stored.records(result.study))
     assert best.trial == winner and best.n == 3
     assert best.mean == pytest.approx(means[winner][0])
     assert best.std == pytest.approx(means[winner][1])
     assert best.optimism == pytest.approx(means[winner][0] - trials[winner].value)
     # rerun's default is that configuration
-    assert pick_trial(result.study, None).number == winner
+    assert stored.pick(result.study).number == winner
     assert result.best.number == winner
 
 
@@ -123,7 +123,7 @@ def test_summary_json_written_by_run_with_stable_keys(confirmed):
         "test_error",
     }
     assert set(best) == expected
-    est = confirm.best(result.study.get_trials())
+    est = confirm.best(stored.records(result.study))
     assert best["trial"] == est.trial and best["n_seeds"] == 3
     assert best["val_error"] == pytest.approx(est.mean)
     assert best["val_error_std"] == pytest.approx(est.std)
@@ -144,9 +144,9 @@ def test_report_shows_confirmed_means_noise_and_rewrites_summary(confirmed, tmp_
     (folder / "summary.json").unlink()
     write_report(result.study, folder, echo=lambda s: None)
     assert json.loads((folder / "summary.json").read_text())["best"]["n_seeds"] == 3
-    table = top_trials(result.study)
+    table = top_trials(stored.records(result.study))
     first = table.iloc[0]
-    est = confirm.best(result.study.get_trials())
+    est = confirm.best(stored.records(result.study))
     assert first["trial"] == est.trial
     assert first["val error"] == f"{est.mean:.2%} ± {est.std:.2%} (n=3)"
     assert first["within noise"] == "best"
@@ -163,11 +163,11 @@ def test_report_shows_confirmed_means_noise_and_rewrites_summary(confirmed, tmp_
 def test_rerun_resumes_confirmation_and_turning_it_on_later_confirms(tmp_path):
     exp = experiment(name="later", top=0)
     first = run_study(exp, tmp_path, echo=lambda s: None)
-    assert not any(confirm.is_confirmation(t) for t in first.study.get_trials())
+    assert not any(t.is_confirmation for t in stored.records(first.study))
     assert json.loads((tmp_path / "later" / "summary.json").read_text())["best"]["n_seeds"] == 1
     on = experiment(name="later", top=1, seeds=2)
     second = run_study(on, tmp_path, echo=lambda s: None)
-    extra = [t for t in second.study.get_trials() if confirm.is_confirmation(t)]
+    extra = [t for t in stored.records(second.study) if t.is_confirmation]
     assert len(extra) == 2
     again = run_study(on, tmp_path, echo=lambda s: None)  # nothing left to do
     assert len(again.study.get_trials()) == len(second.study.get_trials())
@@ -177,7 +177,7 @@ def test_confirmation_is_never_pruned(tmp_path):
     """With a pruner that stops most trials early, confirmations still run every epoch."""
     exp = experiment(name="pruned", n_trials=8, top=2, seeds=1, pruner="median")
     result = run_study(exp, tmp_path, echo=lambda s: None)
-    extra = [t for t in result.study.get_trials() if confirm.is_confirmation(t)]
+    extra = [t for t in stored.records(result.study) if t.is_confirmation]
     assert len(extra) == 2
     assert all(t.state == TrialState.COMPLETE for t in extra)
 
@@ -211,9 +211,9 @@ def test_a_trial_whose_worker_died_is_interrupted_and_names_its_rerun(tmp_path):
     study.tell(diverged, state=TrialState.FAIL)
 
     assert fail_stale(study, storage) == [0]
-    trials = study.get_trials()
+    trials = stored.records(study)
     killed, retry = trials[0], trials[-1]
-    assert retry.system_attrs["failed_trial"] == 0 and retry.state == TrialState.WAITING
+    assert retry.retry_of == 0 and retry.state == TrialState.WAITING
     assert outcomes.outcome(killed) == "interrupted"
     assert outcomes.outcome(trials[1]) == "failed"
     retries = outcomes.retried_as(trials)
@@ -225,7 +225,7 @@ def test_a_trial_whose_worker_died_is_interrupted_and_names_its_rerun(tmp_path):
     assert frame.loc[1, "outcome"] == "failed"
     summary = study_summary(study)
     assert summary["counts"]["interrupted"] == 1 and summary["counts"]["failed"] == 1
-    assert retry.user_attrs == {"slot": 0, "seed": 9}
+    assert (retry.slot, retry.seed, retry.reason, retry.interrupted) == (0, 9, "", None)
 
 
 def test_a_confirmation_trial_keeps_its_tags_when_re_queued(tmp_path):
@@ -251,7 +251,7 @@ def test_rerun_final_of_the_confirmed_best_fills_test_error_and_best_toml_says_s
     from mlpsearch.rerun import rerun
 
     result, folder, _ = confirmed
-    est = confirm.best(result.study.get_trials())
+    est = confirm.best(stored.records(result.study))
     out = rerun(result.study, folder, final=True, echo=lambda s: None, warn=lambda s: None)
     assert out.trial == est.trial and out.reproduced
     summary = json.loads((folder / "summary.json").read_text())
