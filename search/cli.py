@@ -237,9 +237,11 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
     import numpy as np
 
     from mlpsearch.engine import ACTIVATIONS, MLP, gradcheck
+    from mlpsearch.engine.hyperparameters import RULES
 
-    if not 1 <= args.layers <= 8:
-        raise UsageError(f"--layers: {args.layers} is out of range; allowed: 1 to 8")
+    why = RULES["hidden_layers"].problem(args.layers)
+    if why is not None:
+        raise UsageError(f"--layers: {why}")
     rng = np.random.default_rng(0)
     X = rng.normal(size=(16, 6))
     y = rng.integers(0, 3, size=16)
