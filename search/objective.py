@@ -17,6 +17,7 @@ from mlpsearch.engine import MLP, Diverged, EpochRecord, TrainConfig, train
 from mlpsearch.engine.data import Dataset
 from mlpsearch.config import Experiment
 from mlpsearch.space import suggest, trial_config
+from mlpsearch.threads import blas_kernel, blas_threads
 
 
 class Objective:
@@ -30,6 +31,7 @@ class Objective:
     def __init__(self, exp: Experiment, data: Dataset) -> None:
         self.exp, self.data = exp, data
         self.blas_threads = blas_threads()  # the worker's limit, set before it built us
+        self.blas_kernel = blas_kernel()
 
     def __call__(self, trial: optuna.Trial, heartbeat: Any = None) -> float:
         seed = trials.training_seed(trial, self.exp.study.seed)
@@ -80,14 +82,6 @@ class Objective:
             raise
         trials.store_epochs(trial, history.records, time.perf_counter() - started)
         return float(history.best_val_error)
-
-
-def blas_threads() -> int:
-    """The BLAS thread count in force: bitwise reproduction needs the same one."""
-    from threadpoolctl import threadpool_info
-
-    counts = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
-    return max(counts, default=1)
 
 
 # Engine modules that do file chores, not computation: editing them cannot change a result.

@@ -19,7 +19,9 @@ from mlpsearch.progress import trial_line
 from mlpsearch.report import top_trials, write_report
 from mlpsearch.rerun import fresh_seeds
 from mlpsearch.runner import run_study
-from mlpsearch.storage import WORKER_KEY, claim_waiting, fail_stale, open_journal
+from mlpsearch.journal import open_journal
+from mlpsearch.liveness import WORKER_KEY, fail_stale
+from mlpsearch.workers import claim_waiting
 from mlpsearch.summary import binomial_se, study_summary
 from mlpsearch.tables import trials_frame
 
