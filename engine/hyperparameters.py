@@ -91,12 +91,6 @@ class Rule:
         """The allowed names (empty for a number): the registry's, as it is now."""
         return tuple(self.registry) if self.registry is not None else ()
 
-    def allowed(self) -> str:
-        """What is allowed, in words: ``"0 <= value < 1"``, ``"one of he, glorot, lecun"``."""
-        if self.registry is not None:
-            return f"one of {', '.join(self.choices)}"
-        return str(self.bounds or Bounds())
-
     def problem(self, value: Any, off: str = "None") -> str | None:
         """Why ``value`` is not allowed (one line, naming the value), or None when it is.
 
@@ -114,7 +108,7 @@ class Rule:
         ok = _is_int(value) if self.type is int else _is_real(value)
         if not ok:
             return f"{value!r} is not {_TYPE_NAMES[self.type]}"
-        if not math.isfinite(value):
+        if isinstance(value, float | np.floating) and not math.isfinite(value):
             return f"{value!r} is not a finite number"
         if self.bounds is not None and value not in self.bounds:
             either = f", or {off} (off)" if self.optional else ""

@@ -111,6 +111,9 @@ class MLP:
     bias_init : initial value of every bias
     dtype : "float32" (speed) or "float64" (gradient checks)
     seed : seed of the generator that draws the initial weights
+
+    Arguments are checked against ``engine.hyperparameters.RULES`` (``hidden_layers`` and
+    ``units`` for the hidden part of ``layer_sizes``): ValueError naming the argument otherwise.
     """
 
     def __init__(

@@ -38,7 +38,12 @@ class Objective:
         values = suggest(trial, self.exp.space)
         config = trial_config(self.exp, values, seed, self.data.n_features, self.data.n_classes)
         trials.store_start(
-            trial, config, self.blas_threads, engine_fingerprint(), len(self.data.y_val)
+            trial,
+            config,
+            self.blas_threads,
+            self.blas_kernel,
+            engine_fingerprint(),
+            len(self.data.y_val),
         )
         # A confirmation trial (mlpsearch.confirm) measures a configuration on a fresh seed:
         # it runs to the end, as the trial it confirms did.

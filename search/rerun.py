@@ -42,6 +42,7 @@ from mlpsearch.objective import engine_fingerprint
 from mlpsearch.single import fit
 from mlpsearch.space import layer_units
 from mlpsearch.summary import FINAL_FILE, write_summary
+from mlpsearch.threads import worker_threads
 from mlpsearch.trials import TrialRecord, best, pick, records, stored_experiment
 
 
@@ -173,9 +174,7 @@ def _is_best(study: optuna.Study, t: TrialRecord) -> bool:
 
 def _threads_of(t: TrialRecord, exp: Experiment) -> int:
     """BLAS threads of the worker that ran ``t``: stored, or cpu_count // n_jobs as the runner."""
-    if t.blas_threads:
-        return t.blas_threads
-    return max(1, (os.cpu_count() or 1) // exp.study.n_jobs)
+    return t.blas_threads or worker_threads(exp.study.n_jobs)
 
 
 def _not_reproduced(t: TrialRecord, history: History, stored: float) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 import optuna
 
 from mlpsearch import confirm
-from mlpsearch import trials as trial_records
+from mlpsearch import trials
 from mlpsearch.config import Experiment
 from mlpsearch.data import load_data
 from mlpsearch.engine.files import LockTimeout, write_atomic
@@ -32,13 +32,11 @@ from mlpsearch.storage import default_url, mask, open_storage
 from mlpsearch.study import (
     find_study,
     load_study,
-    n_finished,
     open_study,
     plan,
     planning_lock,
     queue,
     size,
-    stored_experiment,
 )
 from mlpsearch.summary import SUMMARY_FILE, best_text, counts_text, write_summary
 from mlpsearch.workers import WorkerPool, n_workers
@@ -66,7 +64,7 @@ class RunResult:
     n_trials: int
     finished: int
     ran: int
-    best: trial_records.TrialRecord | None
+    best: trials.TrialRecord | None
     summary: dict | None = None
 
 
@@ -100,9 +98,9 @@ def join_study(
     The experiment comes from the study itself (stored by the ``run`` that created it), so
     every machine trains the same way; its data must be reachable under the same name here.
     """
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage = open_storage(storage_url, create=False)
-    exp = stored_experiment(find_study(storage, study_name, storage_url))
+    exp = trials.stored_experiment(find_study(storage, study_name, storage_url))
     if n_jobs is not None:
         exp = exp.replace_study(n_jobs=n_jobs)
     return _run(exp, storage_url, None, echo, resume_hint, storage)
@@ -118,7 +116,9 @@ def _run(
 ) -> RunResult:
     """The body of a run (``folder`` given: plan the study, write its results there) and of a
     join (``folder`` None: run what is planned)."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # we say what matters ourselves
+    # we say what matters ourselves, in one line: Optuna would also log, as warnings, the
+    # database errors it works around (e.g. while the database goes away mid-query)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     hint = hint or "the same command"
     study = pool = None
     try:
@@ -140,7 +140,7 @@ def _run(
         workers = n_workers(exp.study.n_jobs, waiting, running)
         if folder is None:
             echo(
-                f"joined study {exp.study.name}: {n_finished(study)} of {n_trials} trials "
+                f"joined study {exp.study.name}: {trials.count_finished(study)} of {n_trials} trials "
                 f"finished, {waiting} waiting, {running} running; {workers} workers; "
                 f"storage {mask(url)}"
             )
@@ -166,7 +166,7 @@ def _run(
         if pool is not None:
             pool.close()
     result = RunResult(
-        study, folder, n_trials, n_finished(study), ran, trial_records.best(study), summary
+        study, folder, n_trials, trials.count_finished(study), ran, trials.best(study), summary
     )
     _say_how_it_ended(result, url, echo)
     return result
@@ -229,7 +229,7 @@ def _work(
     except KeyboardInterrupt:
         progress.close()
         raise Interrupted(
-            f"interrupted: {n_finished(study)} of {n_trials} trials finished and kept; "
+            f"interrupted: {trials.count_finished(study)} of {n_trials} trials finished and kept; "
             f"resume with: {hint}"
         ) from None
     finally:
@@ -284,7 +284,7 @@ def _raise_run_error(err: Exception, study: optuna.Study | None, url: str, hint:
     kept = f"finished trials are kept in {mask(url)}"
     if study is not None:
         try:
-            kept = f"{n_finished(study)} {kept}"
+            kept = f"{trials.count_finished(study)} {kept}"
         except Exception:  # unreachable now; it held every trial when last written
             pass
     raise RunError(f"{problem}; {kept}; {advice}, resume with: {hint}") from None

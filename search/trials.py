@@ -44,6 +44,7 @@ CONFIG = "config"  # {"model": MLP keyword arguments, "train": TrainConfig keywo
 HOST = "host"  # str: the machine that trained it
 PID = "pid"  # int: the worker process
 BLAS_THREADS = "blas_threads"  # int: BLAS threads in force (bitwise reproduction needs them)
+BLAS_KERNEL = "blas_kernel"  # str: BLAS library, version and kernel (e.g. "openblas 0.3.30 Haswell")
 ENGINE = "engine"  # str: fingerprint of the engine's computing modules
 NUMPY = "numpy"  # str: numpy version
 EPOCHS = "epochs"  # int: epochs run
@@ -100,18 +101,20 @@ def store_start(
     trial: optuna.Trial,
     config: dict[str, Any],
     blas_threads: int,
+    blas_kernel: str,
     engine: str,
     val_rows: int | None = None,
 ) -> None:
     """What the trial trains and where, before its first epoch: the engine config, the host,
-    the process, the BLAS threads, the engine's fingerprint, the numpy version, and how many
-    validation examples measure it."""
+    the process, the BLAS threads and kernel, the engine's fingerprint, the numpy version, and
+    how many validation examples measure it."""
     if val_rows is not None:
         trial.set_user_attr(VAL_ROWS, val_rows)
     trial.set_user_attr(CONFIG, config)
     trial.set_user_attr(HOST, socket.gethostname())
     trial.set_user_attr(PID, os.getpid())
     trial.set_user_attr(BLAS_THREADS, blas_threads)
+    trial.set_user_attr(BLAS_KERNEL, blas_kernel)
     trial.set_user_attr(ENGINE, engine)
     trial.set_user_attr(NUMPY, np.__version__)
 
@@ -201,6 +204,7 @@ class TrialRecord:
     host: str | None = None
     pid: int | None = None
     blas_threads: int | None = None
+    blas_kernel: str | None = None
     engine: str | None = None
     numpy: str | None = None
     reason: str = ""  # why it failed or was pruned
@@ -246,6 +250,7 @@ class TrialRecord:
             host=read.text(HOST),
             pid=read.integer(PID),
             blas_threads=read.integer(BLAS_THREADS, low=1),
+            blas_kernel=read.text(BLAS_KERNEL),
             engine=read.text(ENGINE),
             numpy=read.text(NUMPY),
             reason=read.text(FAIL_REASON) or read.text(PRUNE_REASON) or "",
