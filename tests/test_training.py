@@ -363,8 +363,8 @@ def test_train_error_on_a_fixed_subset_of_a_large_training_part():
 
     Xt, yt, _, _ = make_data(n=(TRAIN_EVAL_ROWS + 3000) * 4 // 3, n_in=4)
     Xt[:, 0] = np.arange(len(Xt))  # the row number, to identify the sample
-    a = Trainer(MLP([4, 4]), Xt, yt, TrainConfig(seed=1))
-    b = Trainer(MLP([4, 4]), Xt, yt, TrainConfig(seed=2))
+    a = Trainer(MLP([4, 3, 4]), Xt, yt, TrainConfig(seed=1))
+    b = Trainer(MLP([4, 3, 4]), Xt, yt, TrainConfig(seed=2))
     rows = a.X_eval[:, 0].astype(int)
     assert len(rows) == TRAIN_EVAL_ROWS == len(np.unique(rows))
     assert np.all(np.diff(rows) > 0) and rows[-1] > TRAIN_EVAL_ROWS  # spread over the part
