@@ -25,7 +25,7 @@ from mlpsearch.storage import BEAT_KEY, WORKER_KEY, claim_waiting, open_storage,
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[str, str]:
+def finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[str, str]:
     try:
         return proc.communicate(timeout=timeout)
     finally:
