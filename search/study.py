@@ -17,12 +17,13 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
-from mlpsearch import samplers, space
+from mlpsearch import space
 from mlpsearch.config import Experiment
 from mlpsearch.engine.files import file_lock
 from mlpsearch.errors import ConfigError
 from mlpsearch.journal import journal_path
 from mlpsearch.liveness import fail_stale
+from mlpsearch.samplers import make_sampler, qmc_configs
 from mlpsearch.storage import LOCK_SECONDS, database_lock, mask
 
 
@@ -92,11 +93,6 @@ def identity(exp: Experiment) -> dict[str, str]:
     }
 
 
-def make_sampler(exp: Experiment) -> optuna.samplers.BaseSampler:
-    """The workers' sampler (:mod:`mlpsearch.samplers`: no repeated configurations)."""
-    return samplers.make_sampler(exp)
-
-
 def make_pruner(exp: Experiment) -> optuna.pruners.BasePruner:
     if exp.study.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=3)
@@ -148,7 +144,7 @@ def plan(
             echo(f"the grid has {len(configs)} configurations; running all of them")
             n_trials = len(configs)
     elif exp.study.sampler == "qmc":
-        configs = samplers.qmc_configs(exp, n_trials)  # not adaptive: drawn here, in order
+        configs = qmc_configs(exp, n_trials)
     taken = _taken_slots(study)
     for slot in range(n_trials):
         if slot in taken:

@@ -169,7 +169,7 @@ class Curves:
     val_error: tuple[float | None, ...] = ()
     train_loss: tuple[float | None, ...] = ()
     val_loss: tuple[float | None, ...] = ()
-    batch_loss: tuple[float | None, ...] = ()  # minibatch running averages (dropout on)
+    batch_loss: tuple[float | None, ...] = ()  # running mean over the epoch's minibatches
     seconds: tuple[float | None, ...] = ()
 
 
