@@ -30,6 +30,9 @@ HEARTBEAT_SECONDS = 5  # how often a running trial says it is alive
 GRACE_SECONDS = 60  # silence after which a trial of another host is taken for dead
 CLAIM_GRACE_SECONDS = 15  # a claimed trial's worker names itself within milliseconds
 MAX_RETRY = 3  # how often one configuration is re-queued after its worker died
+# What a re-queued trial keeps of the one it replaces: its slot and seed, and for a
+# confirmation trial which search trial and fresh seed it confirms (mlpsearch.confirm).
+KEPT_ON_RETRY = (trials.SLOT, trials.SEED, trials.CONFIRM_OF, trials.CONFIRM_SEED)
 
 WORKER_KEY = "mlpsearch:worker"  # "host:pid:start" of the process running the trial
 BEAT_KEY = "mlpsearch:heartbeat"  # time.time() of the last heartbeat
@@ -107,8 +110,7 @@ class Retry(RetryHeartbeatStaleTrialCallback):
         trial.system_attrs = {
             k: v for k, v in trial.system_attrs.items() if k not in (WORKER_KEY, BEAT_KEY)
         }
-        kept = (trials.SLOT, trials.SEED)
-        trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k in kept}
+        trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k in KEPT_ON_RETRY}
         super().__call__(study, trial)
 
 
@@ -153,6 +155,8 @@ def fail_stale(
             reason += f"; {trials.REQUEUED}"
         try:
             storage.set_trial_user_attr(trial_id, trials.FAIL_REASON, reason)
+            if reason.endswith(trials.REQUEUED):  # stopped from outside, not the trial's failure
+                storage.set_trial_user_attr(trial_id, trials.INTERRUPTED, reason)
             if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:
