@@ -135,10 +135,10 @@ def _run(
         waiting, running = queue(study)
         workers = n_workers(exp.study.n_jobs, waiting, running)
         if folder is None:
+            finished = trials.count_finished(study)
             echo(
-                f"joined study {exp.study.name}: {trials.count_finished(study)} of {n_trials} trials "
-                f"finished, {waiting} waiting, {running} running; {workers} workers; "
-                f"storage {mask(url)}"
+                f"joined study {exp.study.name}: {finished} of {n_trials} trials finished, "
+                f"{waiting} waiting, {running} running; {workers} workers; storage {mask(url)}"
             )
         else:
             echo(
@@ -156,7 +156,9 @@ def _run(
     finally:
         if pool is not None:
             pool.close()
-    result = RunResult(study, folder, n_trials, trials.count_finished(study), ran, trials.best(study))
+    result = RunResult(
+        study, folder, n_trials, trials.count_finished(study), ran, trials.best(study)
+    )
     _say_how_it_ended(result, echo)
     return result
 
