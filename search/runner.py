@@ -139,10 +139,10 @@ def _run(
         waiting, running = queue(study)
         workers = n_workers(exp.study.n_jobs, waiting, running)
         if folder is None:
+            finished = trials.count_finished(study)
             echo(
-                f"joined study {exp.study.name}: {trials.count_finished(study)} of {n_trials} "
-                f"trials finished, {waiting} waiting, {running} running; {workers} workers; "
-                f"storage {mask(url)}"
+                f"joined study {exp.study.name}: {finished} of {n_trials} trials finished, "
+                f"{waiting} waiting, {running} running; {workers} workers; storage {mask(url)}"
             )
         else:
             echo(
