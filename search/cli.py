@@ -134,7 +134,16 @@ def _results_commands(sub: argparse._SubParsersAction) -> None:
     register(sub)
 
 
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_results_commands]
+def _predict_command(sub: argparse._SubParsersAction) -> None:
+    from mlpsearch.predict import register  # predict
+
+    register(sub)
+
+
+_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _results_commands,
+    _predict_command,
+]
 
 
 def find_experiment(name: str) -> Path:
@@ -188,6 +197,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from mlpsearch.config import load_experiment
+    from mlpsearch.engine import Model
     from mlpsearch.single import train_experiment
 
     exp = load_experiment(find_experiment(args.experiment))
@@ -202,7 +212,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     save = Path(args.save) if args.save else Path("results") / exp.study.name / "model.npz"
     save.parent.mkdir(parents=True, exist_ok=True)
-    run.model.save(save)
+    Model.from_dataset(run.model, run.data).save(save)  # with its scaling and labels
     print(f"model saved to {save}")
     return 0
 

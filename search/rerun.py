@@ -31,7 +31,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from mlpsearch.engine import MLP, EpochRecord, History, TrainConfig, train
+from mlpsearch.engine import MLP, EpochRecord, History, Model, TrainConfig, train
 from mlpsearch.engine.data import Dataset
 from mlpsearch.config import Experiment, dumps_toml, parse_experiment
 from mlpsearch.errors import ConfigError
@@ -103,7 +103,7 @@ def rerun(
 
         files = result.files
         files["model"] = folder / f"{stem}_model.npz"
-        model.save(files["model"])
+        Model.from_dataset(model, data).save(files["model"])  # with scaling and labels
         files["toml"] = folder / f"{stem}.toml"
         files["toml"].write_text(standalone_toml(study, t, exp), encoding="utf-8")
         _check_round_trip(files["toml"], config, data)
@@ -134,7 +134,7 @@ def rerun(
             last = final_history.records[-1]
             result.test_error, result.final_train_error = last.val_error, last.train_error
             files["final_model"] = folder / f"{'final' if best else stem + '_final'}_model.npz"
-            final_model.save(files["final_model"])
+            Model.from_dataset(final_model, data).save(files["final_model"])
             echo(
                 f"TEST ERROR {last.val_error:.4%} (accuracy {1 - last.val_error:.4%}); train "
                 f"error {last.train_error:.4%}; model saved to {files['final_model']}"
