@@ -33,7 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not hasattr(args, "handler"):
             parser.print_help()
             return 2
-        return args.handler(args) or 0
+        from mlpsearch.console import pipe_safe_stdout
+
+        with pipe_safe_stdout():  # a closed pipe (| head) ends the output, not the work
+            return args.handler(args) or 0
     except KeyboardInterrupt:
         print("\nmlpsearch: interrupted", file=sys.stderr)
         return 130
@@ -83,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--out", metavar="DIR", default="results", help="results folder (default: results)"
     )
+    _output_options(run)
     run.set_defaults(handler=cmd_run)
 
     join = sub.add_parser(
@@ -127,6 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _output_options(parser: argparse.ArgumentParser) -> None:
+    """``--quiet`` and ``--json``: for scripts that want less output, or structured output."""
+    parser.add_argument(
+        "--quiet", action="store_true", help="print nothing but errors (on stderr)"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print only one JSON object, the result, at the end"
+    )
+
+
 # Other modules add their subcommands here: each entry takes the subparsers object.
 def _results_commands(sub: argparse._SubParsersAction) -> None:
     from mlpsearch.results_cli import register  # report, compare, rerun
@@ -140,9 +154,28 @@ def _predict_command(sub: argparse._SubParsersAction) -> None:
     register(sub)
 
 
+def _dashboard_command(sub: argparse._SubParsersAction) -> None:
+    dash = sub.add_parser(
+        "dashboard",
+        help="open a study in optuna-dashboard (on 127.0.0.1)",
+        description="Serve optuna-dashboard on the study's storage (its journal.log, or "
+        "--storage URL --study NAME) at http://127.0.0.1:PORT/ until Ctrl-C. It follows a "
+        "running study live. Needs the optional extra: pip install 'mlpsearch[dashboard]'.",
+    )
+    dash.add_argument("study", nargs="?", metavar="STUDY", help="the study's results folder")
+    dash.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0: any free)")
+    dash.add_argument("--storage", metavar="URL", help="Optuna storage URL of the study")
+    dash.add_argument("--study", dest="study_name", metavar="NAME", help="study name")
+    dash.add_argument(
+        "--out", metavar="DIR", default="results", help="where STUDY names are looked up"
+    )
+    dash.set_defaults(handler=cmd_dashboard)
+
+
 _EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _results_commands,
     _predict_command,
+    _dashboard_command,
 ]
 
 
@@ -167,6 +200,7 @@ def _checked_int(value: int | None, flag: str, low: int) -> int | None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from mlpsearch.config import load_experiment
+    from mlpsearch.console import print_json, printer
     from mlpsearch.runner import run_study
     from mlpsearch.storage import mask
 
@@ -179,8 +213,30 @@ def cmd_run(args: argparse.Namespace) -> int:
         sampler=args.sampler,
     )
     hint = "mlpsearch " + " ".join(mask(a) for a in sys.argv[1:])
-    run_study(exp, Path(args.out), storage_url=args.storage, resume_hint=hint)
+    echo = printer(args.quiet or args.json)
+    result = run_study(exp, Path(args.out), storage_url=args.storage, echo=echo, resume_hint=hint)
+    if args.json:
+        print_json(run_summary(result))
     return 0
+
+
+def run_summary(result) -> dict:
+    """``run --json``: the study, its folder, its trials finished, its best trial."""
+    best = result.best
+    return {
+        "study": result.study.study_name,
+        "folder": str(result.folder),
+        "finished": result.finished,
+        "trials": len(result.study.get_trials(deepcopy=False)),
+        "best": None
+        if best is None
+        else {
+            "number": best.number,
+            "val_error": best.value,
+            "train_error": best.user_attrs.get("best_train_error"),
+            "params": best.params,
+        },
+    }
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -214,6 +270,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     save.parent.mkdir(parents=True, exist_ok=True)
     Model.from_dataset(run.model, run.data).save(save)  # with its scaling and labels
     print(f"model saved to {save}")
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from mlpsearch.dashboard import serve
+    from mlpsearch.results_cli import locate_study, open_results
+    from mlpsearch.storage import open_storage
+
+    study, _ = open_results(args.study, args.storage, args.study_name, Path(args.out))
+    url, _, _ = locate_study(args.study, args.storage, args.study_name, Path(args.out))
+    serve(open_storage(url), study.study_name, port=args.port)
     return 0
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from mlpsearch.console import print_json
 from mlpsearch.engine import Model
 from mlpsearch.engine.data.features import read_features
 from mlpsearch.engine.files import write_atomic
@@ -79,6 +80,8 @@ def predict_file(
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from mlpsearch.cli import _output_options
+
     p = sub.add_parser(
         "predict",
         help="predict the labels of new data with a saved model",
@@ -99,8 +102,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="a CSV's label column (default: label)",
     )
-    p.add_argument("--quiet", action="store_true", help="print no summary line")
-    p.add_argument("--json", action="store_true", help="print one JSON object as the result")
+    _output_options(p)
     p.set_defaults(handler=cmd_predict)
 
 
@@ -139,7 +141,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             doc["predictions"] = result.labels.tolist()
             if result.proba is not None:
                 doc["probabilities"] = np.round(result.proba, 6).tolist()
-        print(json.dumps(doc))
+        print_json(doc)
         return 0
     if out is None:
         sys.stdout.write(result.table())
