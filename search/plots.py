@@ -80,9 +80,37 @@ PLOTS = {
 def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
     """Draw every plot of :data:`PLOTS` into ``folder`` (created); the files, in that order."""
     folder.mkdir(parents=True, exist_ok=True)
+    makers = _makers(study)
+    paths = []
+    for stem in PLOTS:
+        path = folder / f"{stem}.png"
+        with _style():
+            save(makers[stem](), path)
+        paths.append(path)
+    return paths
+
+
+def figure(study: optuna.Study, name: str) -> Figure:
+    """The plot ``name`` of :data:`PLOTS` as a Figure, drawn as the report draws it.
+
+    The figure is not registered with pyplot (closing it is not needed); in a notebook it shows
+    as the cell's result.
+    """
+    if name not in PLOTS:
+        from mlpsearch.errors import BadInput
+
+        raise BadInput(f"plot {name!r}: no such plot; the plots are: {', '.join(PLOTS)}")
+    with _style():
+        fig = _makers(study)[name]()
+    plt.close(fig)  # Optuna's figures come from pyplot: unregister it (others: no-op), keep it
+    return fig
+
+
+def _makers(study: optuna.Study) -> dict[str, Callable[[], Figure]]:
+    """One function per plot of :data:`PLOTS`, drawing it from ``study``'s trials."""
     trials = study.get_trials(deepcopy=False)
     name = study.study_name
-    makers: dict[str, Callable[[], Figure]] = {
+    return {
         "gap": lambda: gap_figure(trials, name),
         "history": lambda: history_figure(trials, name),
         "curves": lambda: curves_figure(
@@ -93,13 +121,6 @@ def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
         "parallel": lambda: parallel_figure(trials, name),
         "dead_units": lambda: dead_units_figure(trials, name),
     }
-    paths = []
-    for stem in PLOTS:
-        path = folder / f"{stem}.png"
-        with _style():
-            save(makers[stem](), path)
-        paths.append(path)
-    return paths
 
 
 def save(fig: Figure, path: Path) -> Path:

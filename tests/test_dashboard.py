@@ -67,3 +67,19 @@ def test_without_optuna_dashboard_one_clear_line(folder, capsys, monkeypatch):
 def test_dashboard_of_a_missing_study_is_one_line(tmp_path, capsys):
     assert main(["dashboard", str(tmp_path / "nothing")]) == 2
     assert "study folder not found" in capsys.readouterr().err
+
+
+def test_dashboard_from_python(folder):
+    pytest.importorskip("optuna_dashboard", reason="pip install optuna-dashboard")
+    import mlpsearch
+
+    dash = mlpsearch.load(folder).dashboard()
+    try:
+        assert dash.url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(dash.url + "api/studies", timeout=10) as r:
+            names = [s["study_name"] for s in json.loads(r.read())["study_summaries"]]
+        assert names == [NAME]
+    finally:
+        dash.stop()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(dash.url + "api/studies", timeout=2)
