@@ -272,3 +272,40 @@ def test_large_user_files_are_prepared_and_memory_mapped(tmp_path, monkeypatch):
             np.testing.assert_array_equal(getattr(ds, part), getattr(expected, part))
     with pytest.raises(DataError, match="no column named 'target'"):  # label_column is in the key
         load_dataset(csv, label_column="target")
+
+
+def test_csv_word_labels_feature_names_and_the_fitted_scaling(tmp_path, monkeypatch):
+    words = ("cat", "dog", "bird")
+    text = "width,label,height\n" + "".join(
+        f"{i * 2.0},{words[i % 3]},{-i}\n" for i in range(60)
+    )
+    csv = save_csv(tmp_path / "animals.csv", text)
+    ds = load_dataset(csv, scale="standard")
+    assert ds.labels == ("bird", "cat", "dog") and ds.classes == ds.labels
+    assert ds.feature_names == ("width", "height")
+    # the scaling was fitted on the training part, and is what turned raw values into X
+    raw = np.loadtxt(csv, delimiter=",", skiprows=1, usecols=(0, 2))
+    assert ds.scaling.kind == "standard"
+    scaled = ds.scaling.apply(raw)
+    train_rows = [np.flatnonzero((scaled == row).all(axis=1))[0] for row in ds.X_train]
+    np.testing.assert_allclose(raw[train_rows].mean(axis=0), ds.scaling.offset)
+    np.testing.assert_allclose(raw[train_rows].std(axis=0), ds.scaling.divisor)
+    # words travel with their rows: the label of each training row is its word
+    expected = [words[r % 3] for r in train_rows]
+    assert [ds.labels[k] for k in ds.y_train] == expected
+    # the prepared (memory-mapped) copy carries the same
+    monkeypatch.setattr(data, "LARGE_BYTES", 0)
+    big = load_dataset(csv, scale="standard")
+    assert isinstance(big.X_train, np.memmap)
+    assert big.labels == ds.labels and big.feature_names == ds.feature_names
+    assert big.scaling.equals(ds.scaling)
+
+
+def test_npz_text_labels_and_integer_labels_kept_as_numbers(tmp_path):
+    X, y = make_xy(n=60)
+    ds = load_dataset(save_npz(tmp_path / "n.npz", X=X, y=y))
+    assert ds.labels == (-3, 7, 42) and all(type(v) is int for v in ds.labels)
+    assert ds.feature_names is None
+    names = np.array(["low", "mid", "high"])[np.searchsorted([-3, 7, 42], y)]
+    ds = load_dataset(save_npz(tmp_path / "t.npz", X=X, y=names))
+    assert ds.labels == ("high", "low", "mid")
