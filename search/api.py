@@ -79,6 +79,8 @@ def run(
         storage_url=storage,
         echo=(lambda line: None) if quiet else print,
         resume_hint="the same mlpsearch.run(...) call",
+        target=n_trials,
+        bar=False if quiet else None,
     )
     url = storage or exp.study.storage or _default_url(Path(out), exp.study.name)
     return Study(result.study, result.folder, url)

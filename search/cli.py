@@ -214,7 +214,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     hint = "mlpsearch " + " ".join(mask(a) for a in sys.argv[1:])
     echo = printer(args.quiet or args.json)
-    result = run_study(exp, Path(args.out), storage_url=args.storage, echo=echo, resume_hint=hint)
+    result = run_study(
+        exp,
+        Path(args.out),
+        storage_url=args.storage,
+        echo=echo,
+        resume_hint=hint,
+        target=args.n_trials,
+        bar=False if args.quiet or args.json else None,
+    )
     if args.json:
         print_json(run_summary(result))
     return 0

@@ -71,8 +71,14 @@ def run_study(
     storage_url: str | None = None,
     echo: Callable[[str], None] = print,
     resume_hint: str = "",
+    target: int | None = None,
+    bar: bool | None = None,
 ) -> RunResult:
     """Run ``exp`` until its ``n_trials`` slots are finished; resumes an existing study.
+
+    ``target``: a size asked for now (``--n-trials``), stored with the study; without one, the
+    study resumes to the size stored by an earlier one (see :func:`size_target`). ``bar``: the
+    progress bar (None: where it can be seen; False: never).
 
     Bad input (data, storage URL, results folder, a different experiment under the same
     name) raises ConfigError or DataError before anything is written.
@@ -88,6 +94,7 @@ def run_study(
         storage = open_storage(url)
         with planning_lock(storage, exp.study.name):
             study = open_study(exp, storage)
+            exp = size_target(exp, study, target, echo)
             executor = _start_workers(exp)  # the input is good: they boot while we plan
             _make_folder(folder)
             _write_atomic(
@@ -101,7 +108,7 @@ def run_study(
             f"{data.name} [{len(data.y_train)} train / {len(data.y_val)} val], "
             f"{_n_workers(exp.study.n_jobs, waiting, running)} workers; storage {mask(url)}"
         )
-        _work(executor, exp, url, study, storage, n_trials, echo, hint)
+        _work(executor, exp, url, study, storage, n_trials, echo, hint, bar)
         write_table(study, folder)
     except Exception as err:
         _raise_run_error(err, study, url, hint)
@@ -152,7 +159,9 @@ def join_study(
         sampler=make_sampler(exp),
         pruner=make_pruner(exp),
     )
-    n_trials = max(exp.study.n_trials, max(_slots(study), default=-1) + 1)
+    n_trials = max(
+        study.user_attrs.get(TARGET_KEY, exp.study.n_trials), max(_slots(study), default=-1) + 1
+    )
     waiting, running = _queue(study)
     echo(
         f"joined study {study_name}: {_finished(study)} of {n_trials} trials finished, "
@@ -195,9 +204,10 @@ def _work(
     n_trials: int,
     echo: Callable[[str], None],
     hint: str,
+    bar: bool | None = None,
 ) -> int:
     """Run worker processes until no trial waits or runs; restart them if one is killed."""
-    progress = Progress(n_trials, echo=echo)
+    progress = Progress(n_trials, echo=echo, bar=bar)
     progress.update(study.get_trials(deepcopy=False))
     restarts = ran = 0
     try:
@@ -311,6 +321,29 @@ def open_study(exp: Experiment, storage: optuna.storages.BaseStorage) -> optuna.
             f"({', '.join(changed)} changed); use --study NAME for a new study"
         )
     return study
+
+
+TARGET_KEY = "n_trials_target"  # study user attribute: the size last asked for with --n-trials
+
+
+def size_target(
+    exp: Experiment, study: optuna.Study, given: int | None, echo: Callable[[str], None]
+) -> Experiment:
+    """``exp`` with the study's size: ``given`` (``--n-trials`` now, stored with the study for
+    later runs), else the size an earlier ``--n-trials`` stored (said in one line), else the
+    experiment's own ``n_trials``."""
+    if given is not None:
+        if study.user_attrs.get(TARGET_KEY) != given:
+            study.set_user_attr(TARGET_KEY, given)
+        return exp
+    stored = study.user_attrs.get(TARGET_KEY)
+    if not isinstance(stored, int) or stored == exp.study.n_trials:
+        return exp
+    echo(
+        f"study {exp.study.name}: resuming to its target of {stored} trials, set by an earlier "
+        f"--n-trials (the experiment says {exp.study.n_trials}; --n-trials N changes it)"
+    )
+    return exp.replace_study(n_trials=stored)
 
 
 def _identity(exp: Experiment) -> dict[str, str]:
