@@ -155,21 +155,9 @@ def _predict_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _dashboard_command(sub: argparse._SubParsersAction) -> None:
-    dash = sub.add_parser(
-        "dashboard",
-        help="open a study in optuna-dashboard (on 127.0.0.1)",
-        description="Serve optuna-dashboard on the study's storage (its journal.log, or "
-        "--storage URL --study NAME) at http://127.0.0.1:PORT/ until Ctrl-C. It follows a "
-        "running study live. Needs the optional extra: pip install 'mlpsearch[dashboard]'.",
-    )
-    dash.add_argument("study", nargs="?", metavar="STUDY", help="the study's results folder")
-    dash.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0: any free)")
-    dash.add_argument("--storage", metavar="URL", help="Optuna storage URL of the study")
-    dash.add_argument("--study", dest="study_name", metavar="NAME", help="study name")
-    dash.add_argument(
-        "--out", metavar="DIR", default="results", help="where STUDY names are looked up"
-    )
-    dash.set_defaults(handler=cmd_dashboard)
+    from mlpsearch.dashboard import register  # dashboard
+
+    register(sub)
 
 
 _EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
@@ -278,17 +266,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     save.parent.mkdir(parents=True, exist_ok=True)
     Model.from_dataset(run.model, run.data).save(save)  # with its scaling and labels
     print(f"model saved to {save}")
-    return 0
-
-
-def cmd_dashboard(args: argparse.Namespace) -> int:
-    from mlpsearch.dashboard import serve
-    from mlpsearch.results_cli import locate_study, open_results
-    from mlpsearch.storage import open_storage
-
-    study, _ = open_results(args.study, args.storage, args.study_name, Path(args.out))
-    url, _, _ = locate_study(args.study, args.storage, args.study_name, Path(args.out))
-    serve(open_storage(url), study.study_name, port=args.port)
     return 0
 
 

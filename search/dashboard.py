@@ -8,9 +8,11 @@ It has no login: it listens on 127.0.0.1 only.
 
 from __future__ import annotations
 
+import argparse
 import errno
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import optuna
@@ -87,3 +89,37 @@ class Dashboard:
 
     def __repr__(self) -> str:
         return f"Dashboard({self.url})"
+
+
+# --- the command -----------------------------------------------------------------------------
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    dash = sub.add_parser(
+        "dashboard",
+        help="open a study in optuna-dashboard (on 127.0.0.1)",
+        description="Serve optuna-dashboard on the study's storage (its journal.log, or "
+        "--storage URL --study NAME) at http://127.0.0.1:PORT/ until Ctrl-C. It follows a "
+        "running study live. Needs the optional extra: pip install 'mlpsearch[dashboard]'.",
+    )
+    dash.add_argument("study", nargs="?", metavar="STUDY", help="the study's results folder")
+    dash.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="port (default: 8080; 0: any free)"
+    )
+    dash.add_argument("--storage", metavar="URL", help="Optuna storage URL of the study")
+    dash.add_argument("--study", dest="study_name", metavar="NAME", help="study name")
+    dash.add_argument(
+        "--out", metavar="DIR", default="results", help="where STUDY names are looked up"
+    )
+    dash.set_defaults(handler=cmd_dashboard)
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from mlpsearch.results_cli import locate_study, open_results
+    from mlpsearch.storage import open_storage
+
+    where = (args.study, args.storage, args.study_name, Path(args.out))
+    study, _ = open_results(*where)  # the study must exist: one line if not
+    url, _, _ = locate_study(*where)
+    serve(open_storage(url), study.study_name, port=args.port)
+    return 0
