@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # the heavy imports wait until they are used
     from mlpsearch.config import Experiment
     from mlpsearch.engine import Model
     from mlpsearch.rerun import RerunResult
+    from mlpsearch.trials import TrialRecord
 
 
 def experiment(spec: Any) -> Experiment:
@@ -116,9 +117,7 @@ def train(
     from mlpsearch.single import train_experiment
 
     exp = experiment(spec)
-    done = train_experiment(
-        exp, seed=exp.study.seed if seed is None else seed, echo=None if quiet else print
-    )
+    done = train_experiment(exp, seed=seed, echo=None if quiet else print)
     model = Model.from_dataset(done.model, done.data)
     if save is not None:
         model.save(save)
@@ -152,17 +151,18 @@ class Study:
         return trials_frame(self.optuna)
 
     @property
-    def best(self) -> optuna.trial.FrozenTrial | None:
-        """The best complete trial (None while there is none)."""
-        from mlpsearch.runner import _best
+    def best(self) -> TrialRecord | None:
+        """The best complete trial, as its record (None while there is none)."""
+        from mlpsearch.trials import best
 
-        return _best(self.optuna)
+        return best(self.optuna)
 
     @property
     def experiment(self) -> Experiment:
-        from mlpsearch.rerun import study_experiment
+        """The experiment the study was created from."""
+        from mlpsearch.trials import stored_experiment
 
-        return study_experiment(self.optuna, self.folder)
+        return stored_experiment(self.optuna)
 
     # --- plots -----------------------------------------------------------------------------
 

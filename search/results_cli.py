@@ -7,9 +7,11 @@ Each names its study either as a results folder (``results/<study>``, holding th
 from __future__ import annotations
 
 import argparse
-import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlpsearch.config import Experiment
 
 STUDY_HELP = (
     "the study: its results folder (e.g. results/digits_random, or just digits_random), "
@@ -102,11 +104,11 @@ def _storage_options(parser: argparse.ArgumentParser) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from mlpsearch.console import print_json, printer
-    from mlpsearch.errors import ConfigError
+    from mlpsearch.errors import UsageError
     from mlpsearch.report import write_report
 
     if args.top < 1:
-        raise ConfigError(f"--top: {args.top} must be >= 1")
+        raise UsageError(f"--top: {args.top} must be >= 1")
     study, folder = open_results(args.study, args.storage, args.study_name, Path(args.out))
     report = write_report(study, folder, top=args.top, echo=printer(args.quiet or args.json))
     if args.json:
@@ -124,7 +126,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from mlpsearch.compare import compare
-    from mlpsearch.errors import ConfigError
+    from mlpsearch.errors import UsageError
 
     items = list(args.items)
     if args.study_name or args.storage:  # then a leading non-number is a results folder
@@ -132,10 +134,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     else:
         study_arg = items.pop(0)
     if not items:
-        raise ConfigError("compare: give at least one trial number after the study")
+        raise UsageError("compare: give at least one trial number after the study")
     bad = [i for i in items if not _is_int(i)]
     if bad:
-        raise ConfigError(f"compare: {bad[0]!r} is not a trial number")
+        raise UsageError(f"compare: {bad[0]!r} is not a trial number")
     study, folder = open_results(study_arg, args.storage, args.study_name, Path(args.out))
     compare(study, [int(i) for i in items], folder)
     return 0
@@ -143,13 +145,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_rerun(args: argparse.Namespace) -> int:
     from mlpsearch.console import print_json, printer
-    from mlpsearch.errors import ConfigError
+    from mlpsearch.errors import UsageError
     from mlpsearch.rerun import rerun
 
     if args.seeds < 0:
-        raise ConfigError(f"--seeds: {args.seeds} must be >= 0")
+        raise UsageError(f"--seeds: {args.seeds} must be >= 0")
     if args.threads is not None and args.threads < 1:
-        raise ConfigError(f"--threads: {args.threads} must be >= 1")
+        raise UsageError(f"--threads: {args.threads} must be >= 1")
     study, folder = open_results(args.study, args.storage, args.study_name, Path(args.out))
     result = rerun(
         study,
@@ -189,7 +191,7 @@ def open_results(
 ) -> tuple[Any, Path]:
     """The Optuna study and its results folder, from a folder or ``--storage``/``--study``.
 
-    Any problem raises ConfigError with one line (exit 2).
+    Any problem raises UsageError (a bad argument) or ConfigError with one line (exit 2).
     """
     import optuna
 
@@ -210,18 +212,19 @@ def locate_study(
     study_arg: str | None, storage_url: str | None, study_name: str | None, out: Path
 ) -> tuple[str, str, Path]:
     """(storage URL, study name, results folder) of a study named as :func:`open_results`
-    takes it, without opening anything; ConfigError (one line) if it cannot be found."""
-    from mlpsearch.errors import ConfigError
+    takes it, without opening anything; UsageError or ConfigError (one line) if it cannot be
+    found."""
+    from mlpsearch.errors import ConfigError, UsageError
 
     if storage_url:
         if not study_name:
-            raise ConfigError("--storage needs --study NAME")
+            raise UsageError("--storage needs --study NAME")
         folder = Path(study_arg) if study_arg else out / study_name
         url, name = storage_url, study_name
     else:
         if study_arg is None:
             if not study_name:
-                raise ConfigError(
+                raise UsageError(
                     "which study? give its results folder (e.g. results/NAME) or "
                     "--storage URL --study NAME"
                 )
@@ -235,14 +238,14 @@ def locate_study(
 
 
 def _find_folder(study_arg: str, out: Path) -> Path:
-    from mlpsearch.errors import ConfigError
+    from mlpsearch.errors import UsageError
 
     folder = Path(study_arg)
     if folder.is_dir():
         return folder
     if (out / study_arg).is_dir():
         return out / study_arg
-    raise ConfigError(
+    raise UsageError(
         f"study folder not found: {study_arg} (give results/NAME, a folder holding the "
         "study's journal.log, or --storage URL --study NAME)"
     )
@@ -250,9 +253,8 @@ def _find_folder(study_arg: str, out: Path) -> Path:
 
 def _name_in(folder: Path) -> str:
     """The study name in ``folder/experiment.toml``, else the folder's name."""
-    doc = _experiment_doc(folder)
-    name = doc.get("study", {}).get("name")
-    return name if isinstance(name, str) else folder.name
+    exp = _folder_experiment(folder)
+    return exp.study.name if exp is not None else folder.name
 
 
 def _url_in(folder: Path) -> str:
@@ -262,8 +264,9 @@ def _url_in(folder: Path) -> str:
     journal = folder / "journal.log"
     if journal.is_file():
         return f"journal:{journal}"
-    storage = _experiment_doc(folder).get("study", {}).get("storage")
-    if isinstance(storage, str) and "***" not in storage:
+    exp = _folder_experiment(folder)
+    storage = exp.study.storage if exp is not None else None
+    if storage is not None and "***" not in storage:
         return storage
     raise ConfigError(
         f"{folder} holds no journal.log"
@@ -272,9 +275,10 @@ def _url_in(folder: Path) -> str:
     )
 
 
-def _experiment_doc(folder: Path) -> dict:
+def _folder_experiment(folder: Path) -> Experiment | None:
+    """The experiment the run wrote into ``folder`` (validated: ConfigError if broken), or None
+    if there is none."""
+    from mlpsearch.config import load_experiment
+
     path = folder / "experiment.toml"
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError):
-        return {}
+    return load_experiment(path) if path.is_file() else None

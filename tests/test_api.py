@@ -60,7 +60,7 @@ def test_load_by_folder_or_by_storage_and_name(folder):
     assert len(by_folder.trials) == len(by_url.trials) == N_TRIALS
     assert by_folder.best.number == by_url.best.number
     assert by_folder.trials.equals(by_url.trials)
-    with pytest.raises(ConfigError, match="study folder not found"):
+    with pytest.raises(BadInput, match="study folder not found"):
         mlpsearch.load(folder.parent / "missing")
 
 
@@ -83,7 +83,7 @@ def test_rerun_and_train_give_models(folder):
     again = study.rerun()
     assert again.reproduced and again.final_model is None
     model = again.model
-    assert model.network.layer_sizes == study.best.user_attrs["config"]["model"]["layer_sizes"]
+    assert model.network.layer_sizes == study.best.config["model"]["layer_sizes"]
     trained = mlpsearch.train(folder / "best.toml", save=folder / "trained.npz")
     assert trained.network.layer_sizes == model.network.layer_sizes  # the last epoch's weights
     saved = mlpsearch.Model.load(folder / "trained.npz")

@@ -3,51 +3,44 @@
 from __future__ import annotations
 
 import optuna
-from optuna.trial import TrialState, create_trial
+from study_fixture import N_TRIALS, NAME, study_copy
 
 from mlpsearch.progress import Progress
+from mlpsearch.storage import open_storage
 
 
-def finished(study: optuna.Study, value: float, state=TrialState.COMPLETE) -> None:
-    attrs = {"best_val_error": value, "best_train_error": value / 2, "epochs": 3, "seconds": 0.1}
-    study.add_trial(
-        create_trial(value=value if state == TrialState.COMPLETE else None, state=state,
-                     user_attrs=attrs if state == TrialState.COMPLETE else {})  # fmt: skip
-    )
+def stored_trials(tmp_path_factory, tmp_path) -> list[optuna.trial.FrozenTrial]:
+    folder = study_copy(tmp_path_factory, tmp_path)
+    storage = open_storage(f"journal:{folder / 'journal.log'}")
+    return optuna.load_study(study_name=NAME, storage=storage).get_trials()
 
 
-def test_lines_for_new_trials_and_a_bar_with_the_best(capsys):
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study()
-    finished(study, 0.05)  # of an earlier run: counted, not printed
+def test_lines_for_new_trials_and_a_bar_with_the_best(tmp_path_factory, tmp_path, capsys):
+    trials = stored_trials(tmp_path_factory, tmp_path)
     lines: list[str] = []
-    progress = Progress(5, echo=lines.append, bar=True)
-    progress.update(study.get_trials())
+    progress = Progress(N_TRIALS + 2, echo=lines.append, bar=True)
+    progress.update(trials[:2])  # of an earlier run: counted, not printed
     assert lines == []
-    finished(study, 0.01)
-    finished(study, 0.5, TrialState.PRUNED)
-    progress.update(study.get_trials())
-    progress.update(study.get_trials())  # nothing new: nothing printed twice
-    assert [line.split()[:3] for line in lines] == [
-        ["trial", "1", "complete"],
-        ["trial", "2", "pruned"],
+    progress.update(trials)
+    progress.update(trials)  # nothing new: nothing printed twice
+    assert [line.split()[:2] for line in lines] == [
+        ["trial", str(t.number)] for t in trials[2:]
     ]
-    assert progress.best == 0.01
-    bar = progress.bar
-    assert bar.n == 3 and bar.total == 5
+    best = min(t.value for t in trials if t.value is not None)
+    assert progress.best == best
+    assert progress.bar.n == N_TRIALS and progress.bar.total == N_TRIALS + 2
     progress.close()
     err = capsys.readouterr().err
-    assert "3/5" in err and "best val 1.00%" in err and "trial" in err
+    assert f"{N_TRIALS}/{N_TRIALS + 2}" in err and f"best val {best:.2%}" in err
 
 
-def test_no_bar_where_none_is_wanted(capsys):
-    study = optuna.create_study()
-    finished(study, 0.1)
+def test_no_bar_where_none_is_wanted(tmp_path_factory, tmp_path, capsys):
+    trials = stored_trials(tmp_path_factory, tmp_path)
     lines: list[str] = []
     for bar in (False, None):  # None: stderr is not a terminal under pytest
-        progress = Progress(2, echo=lines.append, bar=bar)
+        progress = Progress(N_TRIALS, echo=lines.append, bar=bar)
         progress.update([])
-        progress.update(study.get_trials())
+        progress.update(trials)
         progress.close()
-    assert len(lines) == 2
+    assert len(lines) == 2 * N_TRIALS
     assert capsys.readouterr().err == ""
