@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # the heavy imports wait until they are used
     from matplotlib.figure import Figure
 
     from mlpsearch.config import Experiment
+    from mlpsearch.confirm import Estimate
     from mlpsearch.engine import Model
     from mlpsearch.rerun import RerunResult
     from mlpsearch.trials import TrialRecord
@@ -152,10 +153,24 @@ class Study:
 
     @property
     def best(self) -> TrialRecord | None:
-        """The best complete trial, as its record (None while there is none)."""
-        from mlpsearch.trials import best
+        """The best trial, as its record: where the study confirmed its best configurations on
+        fresh seeds, the confirmed one with the lowest mean; else the best search trial (None
+        while there is none). Its spread over seeds: :attr:`best_estimate`."""
+        from mlpsearch.trials import records
 
-        return best(self.optuna)
+        top = self.best_estimate
+        if top is None:
+            return None
+        return next(r for r in records(self.optuna) if r.number == top.trial)
+
+    @property
+    def best_estimate(self) -> Estimate | None:
+        """The best configuration's validation error over its seeds (:mod:`mlpsearch.confirm`):
+        ``mean``, ``std``, ``n``, ``confirmed``."""
+        from mlpsearch.confirm import best
+        from mlpsearch.trials import records
+
+        return best(records(self.optuna))
 
     @property
     def experiment(self) -> Experiment:

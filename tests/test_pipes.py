@@ -20,6 +20,7 @@ name = "piped"
 n_trials = 8
 n_jobs = 2
 seed = 5
+confirm = { top = 0 }
 [data]
 dataset = "digits"
 [train]

@@ -14,6 +14,7 @@ name = "target"
 n_trials = 8
 n_jobs = 1
 seed = 2
+confirm = { top = 0 }
 [train]
 epochs = 2
 [space]
