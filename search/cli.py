@@ -33,7 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not hasattr(args, "handler"):
             parser.print_help()
             return 2
-        return args.handler(args) or 0
+        from mlpsearch.console import pipe_safe_stdout
+
+        with pipe_safe_stdout():  # a closed pipe (| head) ends the output, not the work
+            return args.handler(args) or 0
     except KeyboardInterrupt:
         print("\nmlpsearch: interrupted", file=sys.stderr)
         return 130
@@ -96,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--out", metavar="DIR", default="results", help="results folder (default: results)"
     )
+    _output_options(run)
     run.set_defaults(handler=cmd_run)
 
     join = sub.add_parser(
@@ -143,6 +147,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _output_options(parser: argparse.ArgumentParser) -> None:
+    """``--quiet`` and ``--json``: for scripts that want less output, or structured output."""
+    parser.add_argument(
+        "--quiet", action="store_true", help="print nothing but errors (on stderr)"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print only one JSON object, the result, at the end"
+    )
+
+
 # Other modules add their subcommands here: each entry takes the subparsers object.
 def _results_commands(sub: argparse._SubParsersAction) -> None:
     from mlpsearch.results_cli import register  # report, compare, rerun
@@ -150,7 +164,23 @@ def _results_commands(sub: argparse._SubParsersAction) -> None:
     register(sub)
 
 
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_results_commands]
+def _predict_command(sub: argparse._SubParsersAction) -> None:
+    from mlpsearch.predict import register  # predict
+
+    register(sub)
+
+
+def _dashboard_command(sub: argparse._SubParsersAction) -> None:
+    from mlpsearch.dashboard import register  # dashboard
+
+    register(sub)
+
+
+_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _results_commands,
+    _predict_command,
+    _dashboard_command,
+]
 
 
 def find_experiment(name: str) -> Path:
@@ -174,6 +204,7 @@ def _checked_int(value: int | None, flag: str, low: int) -> int | None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from mlpsearch.config import Confirm, load_experiment
+    from mlpsearch.console import print_json, printer
     from mlpsearch.runner import run_study
     from mlpsearch.storage import mask
 
@@ -197,8 +228,38 @@ def cmd_run(args: argparse.Namespace) -> int:
         sampler=args.sampler,
     )
     hint = "mlpsearch " + " ".join(mask(a) for a in sys.argv[1:])
-    run_study(exp, Path(args.out), storage_url=args.storage, resume_hint=hint)
+    echo = printer(args.quiet or args.json)
+    result = run_study(
+        exp,
+        Path(args.out),
+        storage_url=args.storage,
+        echo=echo,
+        resume_hint=hint,
+        target=args.n_trials,
+        bar=False if args.quiet or args.json else None,
+    )
+    if args.json:
+        print_json(run_summary(result))
     return 0
+
+
+def run_summary(result) -> dict:
+    """``run --json``: the study, its folder, its trials finished, its best trial."""
+    best = result.best
+    return {
+        "study": result.study.study_name,
+        "folder": str(result.folder),
+        "finished": result.finished,
+        "trials": len(result.study.get_trials(deepcopy=False)),
+        "best": None
+        if best is None
+        else {
+            "number": best.number,
+            "val_error": best.value,
+            "train_error": best.best_train_error,
+            "params": best.params,
+        },
+    }
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -215,6 +276,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from mlpsearch.config import load_experiment
+    from mlpsearch.engine import Model
     from mlpsearch.single import train_experiment
 
     exp = load_experiment(find_experiment(args.experiment))
@@ -228,7 +290,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     save = Path(args.save) if args.save else Path("results") / exp.study.name / "model.npz"
     save.parent.mkdir(parents=True, exist_ok=True)
-    run.model.save(save)
+    Model.from_dataset(run.model, run.data).save(save)  # with its scaling and labels
     print(f"model saved to {save}")
     return 0
 

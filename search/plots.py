@@ -90,9 +90,37 @@ PLOTS = {
 def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
     """Draw every plot of :data:`PLOTS` into ``folder`` (created); the files, in that order."""
     folder.mkdir(parents=True, exist_ok=True)
+    makers = _makers(study)
+    paths = []
+    for stem in PLOTS:
+        path = folder / f"{stem}.png"
+        with _style():
+            save(makers[stem](), path)
+        paths.append(path)
+    return paths
+
+
+def figure(study: optuna.Study, name: str) -> Figure:
+    """The plot ``name`` of :data:`PLOTS` as a Figure, drawn as the report draws it.
+
+    The figure is not registered with pyplot (closing it is not needed); in a notebook it shows
+    as the cell's result.
+    """
+    if name not in PLOTS:
+        from mlpsearch.errors import BadInput
+
+        raise BadInput(f"plot {name!r}: no such plot; the plots are: {', '.join(PLOTS)}")
+    with _style():
+        fig = _makers(study)[name]()
+    plt.close(fig)  # Optuna's figures come from pyplot: unregister it (others: no-op), keep it
+    return fig
+
+
+def _makers(study: optuna.Study) -> dict[str, Callable[[], Figure]]:
+    """One function per plot of :data:`PLOTS`, drawing it from ``study``'s trials."""
     trials = records(study)
     name = study.study_name
-    makers: dict[str, Callable[[], Figure]] = {
+    return {
         "gap": lambda: gap_figure(trials, name),
         "history": lambda: history_figure(trials, name),
         "curves": lambda: curves_figure(
@@ -103,21 +131,15 @@ def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
         "parallel": lambda: parallel_figure(trials, name),
         "dead_units": lambda: dead_units_figure(trials, name),
     }
-    paths = []
-    for stem in PLOTS:
-        path = folder / f"{stem}.png"
-        with _style():
-            save(makers[stem](), path)
-        paths.append(path)
-    return paths
 
 
 def save(fig: Figure, path: Path) -> Path:
     """Write ``fig`` (atomically) as a PNG with no date or software version inside, then
     release it."""
-    write_atomic(
-        path, lambda f: fig.savefig(f, format="png", dpi=DPI, metadata={"Software": None})
-    )
+    with _style():  # rendering reads the style too: the same bytes from report or figure()
+        write_atomic(
+            path, lambda f: fig.savefig(f, format="png", dpi=DPI, metadata={"Software": None})
+        )
     plt.close(fig)  # figures made by pyplot (Optuna's) stay registered until closed
     return path
 

@@ -33,7 +33,7 @@ import optuna
 
 from mlpsearch.config import Confirm, Experiment, Fixed, Spec, StudyConfig
 from mlpsearch.data import load_data
-from mlpsearch.engine import MLP, EpochRecord, History, TrainConfig, train
+from mlpsearch.engine import MLP, EpochRecord, History, Model, TrainConfig, train
 from mlpsearch.engine.data import Dataset
 from mlpsearch import confirm
 from mlpsearch.engine.files import write_atomic
@@ -116,7 +116,7 @@ def rerun(
 
         files = result.files
         files["model"] = folder / f"{stem}_model.npz"
-        model.save(files["model"])
+        Model.from_dataset(model, data).save(files["model"])  # with scaling and labels
         files["toml"] = folder / f"{stem}.toml"
         write_atomic(files["toml"], standalone_toml(study, t, exp))
         echo(f"saved the model at its best epoch to {files['model']}")
@@ -146,7 +146,7 @@ def rerun(
             last = final_history.records[-1]
             result.test_error, result.final_train_error = last.val_error, last.train_error
             files["final_model"] = folder / f"{'final' if is_best else stem + '_final'}_model.npz"
-            final_model.save(files["final_model"])
+            Model.from_dataset(final_model, data).save(files["final_model"])
             echo(
                 f"TEST ERROR {last.val_error:.4%} (accuracy {1 - last.val_error:.4%}); train "
                 f"error {last.train_error:.4%}; model saved to {files['final_model']}"

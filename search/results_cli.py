@@ -31,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     report.add_argument("study", nargs="?", metavar="STUDY", help=STUDY_HELP)
     report.add_argument("--top", type=int, default=10, metavar="K", help="trials to list")
     _storage_options(report)
+    _output_options(report)
     report.set_defaults(handler=cmd_report)
 
     compare = sub.add_parser(
@@ -77,7 +78,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="BLAS threads (default: as the study's workers, cpu_count // n_jobs)",
     )
     _storage_options(rerun)
+    _output_options(rerun)
     rerun.set_defaults(handler=cmd_rerun)
+
+
+def _output_options(parser: argparse.ArgumentParser) -> None:
+    from mlpsearch.cli import _output_options as shared  # one definition of the two flags
+
+    shared(parser)
 
 
 def _storage_options(parser: argparse.ArgumentParser) -> None:
@@ -95,13 +103,24 @@ def _storage_options(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from mlpsearch.console import print_json, printer
     from mlpsearch.errors import UsageError
     from mlpsearch.report import write_report
 
     if args.top < 1:
         raise UsageError(f"--top: {args.top} must be >= 1")
     study, folder = open_results(args.study, args.storage, args.study_name, Path(args.out))
-    write_report(study, folder, top=args.top)
+    report = write_report(study, folder, top=args.top, echo=printer(args.quiet or args.json))
+    if args.json:
+        print_json(
+            {
+                "study": study.study_name,
+                "csv": str(report.csv),
+                "plots": [str(p) for p in report.plots],
+                "html": str(report.html),
+                "top": report.top.to_dict(orient="records"),
+            }
+        )
     return 0
 
 
@@ -125,6 +144,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_rerun(args: argparse.Namespace) -> int:
+    from mlpsearch.console import print_json, printer
     from mlpsearch.errors import UsageError
     from mlpsearch.rerun import rerun
 
@@ -134,8 +154,28 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         raise UsageError(f"--threads: {args.threads} must be >= 1")
     study, folder = open_results(args.study, args.storage, args.study_name, Path(args.out))
     result = rerun(
-        study, folder, trial=args.trial, seeds=args.seeds, final=args.final, threads=args.threads
+        study,
+        folder,
+        trial=args.trial,
+        seeds=args.seeds,
+        final=args.final,
+        threads=args.threads,
+        echo=printer(args.quiet or args.json),
     )
+    if args.json:
+        print_json(
+            {
+                "study": study.study_name,
+                "trial": result.trial,
+                "stored_val_error": result.stored,
+                "val_error": result.got,
+                "reproduced": result.reproduced,
+                "threads": result.threads,
+                "seed_errors": {str(k): v for k, v in result.seed_errors.items()},
+                "test_error": result.test_error,
+                "files": {k: str(v) for k, v in result.files.items()},
+            }
+        )
     return 0 if result.reproduced else 1
 
 
@@ -155,8 +195,26 @@ def open_results(
     """
     import optuna
 
-    from mlpsearch.errors import ConfigError, UsageError
+    from mlpsearch.errors import ConfigError
     from mlpsearch.storage import mask, open_storage
+
+    url, name, folder = locate_study(study_arg, storage_url, study_name, out)
+    storage = open_storage(url)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    names = optuna.get_all_study_names(storage)
+    if name not in names:
+        held = ", ".join(sorted(names)) or "no study"
+        raise ConfigError(f"no study {name!r} in {mask(url)} (it holds: {held})")
+    return optuna.load_study(study_name=name, storage=storage), folder
+
+
+def locate_study(
+    study_arg: str | None, storage_url: str | None, study_name: str | None, out: Path
+) -> tuple[str, str, Path]:
+    """(storage URL, study name, results folder) of a study named as :func:`open_results`
+    takes it, without opening anything; UsageError or ConfigError (one line) if it cannot be
+    found."""
+    from mlpsearch.errors import ConfigError, UsageError
 
     if storage_url:
         if not study_name:
@@ -176,13 +234,7 @@ def open_results(
         url = _url_in(folder)
     if url.startswith("journal:") and not Path(url.removeprefix("journal:")).is_file():
         raise ConfigError(f"no study journal at {url.removeprefix('journal:')}")
-    storage = open_storage(url)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    names = optuna.get_all_study_names(storage)
-    if name not in names:
-        held = ", ".join(sorted(names)) or "no study"
-        raise ConfigError(f"no study {name!r} in {mask(url)} (it holds: {held})")
-    return optuna.load_study(study_name=name, storage=storage), folder
+    return url, name, folder
 
 
 def _find_folder(study_arg: str, out: Path) -> Path:

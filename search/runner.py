@@ -37,6 +37,7 @@ from mlpsearch.study import (
     planning_lock,
     queue,
     size,
+    size_target,
 )
 from mlpsearch.summary import SUMMARY_FILE, best_text, counts_text, write_summary
 from mlpsearch.workers import WorkerPool, n_workers
@@ -74,8 +75,14 @@ def run_study(
     storage_url: str | None = None,
     echo: Callable[[str], None] = print,
     resume_hint: str = "",
+    target: int | None = None,
+    bar: bool | None = None,
 ) -> RunResult:
     """Run ``exp`` until its ``n_trials`` slots are finished; resumes an existing study.
+
+    ``target``: a size asked for now (``--n-trials``), stored with the study; without one, the
+    study resumes to the size an earlier one stored (:func:`mlpsearch.study.size_target`).
+    ``bar``: the progress bar (None: where it can be seen; False: never).
 
     Bad input (data, storage URL, results folder, a different experiment under the same
     name) raises ConfigError or DataError before anything is written.
@@ -83,7 +90,7 @@ def run_study(
     folder = results / exp.study.name
     check_folder(folder)
     url = storage_url or exp.study.storage or default_url(results, exp.study.name)
-    return _run(exp, url, folder, echo, resume_hint)
+    return _run(exp, url, folder, echo, resume_hint, target=target, bar=bar)
 
 
 def join_study(
@@ -113,6 +120,8 @@ def _run(
     echo: Callable[[str], None],
     hint: str,
     storage: optuna.storages.BaseStorage | None = None,
+    target: int | None = None,
+    bar: bool | None = None,
 ) -> RunResult:
     """The body of a run (``folder`` given: plan the study, write its results there) and of a
     join (``folder`` None: run what is planned)."""
@@ -131,6 +140,7 @@ def _run(
         else:
             with planning_lock(storage, exp.study.name):
                 study = open_study(exp, storage)
+                exp = size_target(exp, study, target, echo)
                 pool = WorkerPool(exp)  # the input is good: they boot while we plan
                 _make_folder(folder)
                 stored = exp.replace_study(storage=mask(url))
@@ -151,12 +161,12 @@ def _run(
                 f"{data.name} [{len(data.y_train)} train / {len(data.y_val)} val], "
                 f"{workers} workers; storage {mask(url)}"
             )
-        ran = _work(pool, url, study, storage, n_trials, echo, hint)
+        ran = _work(pool, url, study, storage, n_trials, echo, hint, bar)
         summary = None
         if folder is not None:
             write_table(study, folder)
             if exp.study.confirm.on:
-                ran += _confirm(exp, pool, url, study, storage, n_trials, echo, hint)
+                ran += _confirm(exp, pool, url, study, storage, n_trials, echo, hint, bar)
                 write_table(study, folder)
             summary = write_summary(study, folder)
     except Exception as err:
@@ -181,6 +191,7 @@ def _confirm(
     n_trials: int,
     echo: Callable[[str], None],
     hint: str,
+    bar: bool | None = None,
 ) -> int:
     """Enqueue the confirmation trials of the best configurations (:mod:`mlpsearch.confirm`)
     that are missing, and run them (with any left from an earlier run); how many ran here."""
@@ -194,7 +205,7 @@ def _confirm(
         f"confirming the best {top} configurations on {seeds} fresh seeds each: "
         f"{waiting} trials to run (not counted in n_trials, never pruned)"
     )
-    return _work(pool, url, study, storage, n_trials + top * seeds, echo, hint)
+    return _work(pool, url, study, storage, n_trials + top * seeds, echo, hint, bar)
 
 
 def _work(
@@ -205,9 +216,10 @@ def _work(
     n_trials: int,
     echo: Callable[[str], None],
     hint: str,
+    bar: bool | None = None,
 ) -> int:
     """Run the workers until no trial waits or runs; restart them if one is killed."""
-    progress = Progress(n_trials, echo=echo)
+    progress = Progress(n_trials, echo=echo, bar=bar)
 
     def watch() -> None:
         progress.update(study.get_trials(deepcopy=False))

@@ -161,13 +161,40 @@ def plan(
 
 
 def size(exp: Experiment, study: optuna.Study) -> int:
-    """How many trials the study has without planning: ``n_trials``, or more if extended."""
+    """How many trials the study has without planning: its target (``n_trials``, or what a
+    ``--n-trials`` stored), or more if extended."""
     slots = {
         t.user_attrs[trials.SLOT]
         for t in study.get_trials(deepcopy=False)
         if trials.SLOT in t.user_attrs
     }
-    return max(exp.study.n_trials, max(slots, default=-1) + 1)
+    target = study.user_attrs.get(TARGET_KEY)
+    return max(
+        target if isinstance(target, int) else exp.study.n_trials, max(slots, default=-1) + 1
+    )
+
+
+TARGET_KEY = "n_trials_target"  # study user attribute: the size last asked for with --n-trials
+
+
+def size_target(
+    exp: Experiment, study: optuna.Study, given: int | None, echo: Callable[[str], None]
+) -> Experiment:
+    """``exp`` with the study's size: ``given`` (``--n-trials`` now, stored with the study for
+    later runs), else the size an earlier ``--n-trials`` stored (said in one line), else the
+    experiment's own ``n_trials``."""
+    if given is not None:
+        if study.user_attrs.get(TARGET_KEY) != given:
+            study.set_user_attr(TARGET_KEY, given)
+        return exp
+    stored = study.user_attrs.get(TARGET_KEY)
+    if not isinstance(stored, int) or stored == exp.study.n_trials:
+        return exp
+    echo(
+        f"study {exp.study.name}: resuming to its target of {stored} trials, set by an earlier "
+        f"--n-trials (the experiment says {exp.study.n_trials}; --n-trials N changes it)"
+    )
+    return exp.replace_study(n_trials=stored)
 
 
 def _taken_slots(study: optuna.Study) -> set[int]:

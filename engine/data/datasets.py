@@ -29,9 +29,11 @@ Sources
 a path to ``.npz`` or ``.csv``
     ``.npz``: arrays ``X`` (n, ...) and ``y`` (n,), read with ``allow_pickle=False``; optional
     ``X_test`` / ``y_test`` are used as the test part. ``.csv``: comma-separated, one header row,
-    labels in the column named ``label_column``, every other column a feature. Labels must be
-    integers (any values: they are mapped to 0..k-1 in sorted order and the original values kept
-    as class names). Without an explicit test part, 20% is held out with a fixed seed.
+    labels in the column named ``label_column``, every other column a feature (the header names
+    them: ``Dataset.feature_names``). Labels are integers (any values) or text (words); they are
+    mapped to 0..k-1 in sorted order and the original values kept (``Dataset.labels``, and as
+    strings ``Dataset.classes``). Without an explicit test part, 20% is held out with a fixed
+    seed.
 
 Scaling (fitted on the training part only)
 ------------------------------------------
@@ -79,6 +81,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..scaling import Scaling
 from ..files import FileLock, file_lock, write_atomic
 from . import download
 from .idx import DataError, read_image_label_pair
@@ -121,7 +124,7 @@ _IDX_ROLES = {
     "test-labels": "t10k-labels-idx1-ubyte",
 }
 _PARTS = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: meta.json holds the scaling, the labels and the feature names
 _CHUNK_ROWS = 4096
 
 
@@ -138,6 +141,9 @@ class Dataset:
     classes : class names, ``classes[k]`` names label k.
     n_features, n_classes : input and output sizes of a network for this data.
     source : one line saying where the data came from.
+    scaling : the scaling fitted on the training part (applied to every part).
+    labels : the labels as they were in the data, ``labels[k]`` for label k: int or str.
+    feature_names : names of the features (a CSV file's header), or None.
     """
 
     name: str
@@ -151,6 +157,9 @@ class Dataset:
     n_features: int
     n_classes: int
     source: str
+    scaling: Scaling
+    labels: tuple[int | str, ...]
+    feature_names: tuple[str, ...] | None
 
     def __repr__(self) -> str:
         return (
@@ -282,6 +291,8 @@ class _Raw:
     classes: tuple[str, ...]
     source: str
     unit_divisor: float | None  # known maximum of the format; None -> per-feature min-max
+    labels: tuple[int | str, ...]  # the data's own label of each class 0..k-1
+    feature_names: tuple[str, ...] | None = None
 
 
 def _finish(read, val_fraction, seed, scale, identity, slug) -> Dataset:
@@ -339,7 +350,8 @@ def _write_prepared(raw: _Raw, prepared: Path, val_fraction, seed, scale, locked
         for part in _PARTS:
             getattr(ds, part).flush()
         meta = {"version": _FORMAT_VERSION, "name": ds.name, "classes": list(ds.classes),
-                "source": ds.source}  # fmt: skip
+                "source": ds.source, "scaling": ds.scaling.to_json(), "labels": list(ds.labels),
+                "feature_names": ds.feature_names}  # fmt: skip
         write_atomic(tmp / "meta.json", json.dumps(meta, indent=1))
         del ds
         try:
@@ -358,7 +370,9 @@ def _load_prepared(folder: Path) -> Dataset:
         arrays = {
             p: np.load(folder / f"{p}.npy", mmap_mode="r", allow_pickle=False) for p in _PARTS
         }
-    except (OSError, ValueError) as e:
+        scaling = Scaling.from_json(meta["scaling"])
+        labels, names = tuple(meta["labels"]), meta["feature_names"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
         raise DataError(f"{folder}: damaged prepared dataset ({e}); delete the folder") from None
     return Dataset(
         name=meta["name"],
@@ -367,6 +381,9 @@ def _load_prepared(folder: Path) -> Dataset:
         n_features=int(arrays["X_train"].shape[1]),
         n_classes=len(meta["classes"]),
         source=f"{meta['source']}; memory-mapped from {folder}",
+        scaling=scaling,
+        labels=labels,
+        feature_names=None if names is None else tuple(names),
     )
 
 
@@ -382,7 +399,8 @@ def _materialize(raw: _Raw, val_fraction, seed, scale, alloc) -> Dataset:
             f"{raw.name}: too few samples ({len(raw.y_rest) + len(raw.y_test)}) for a "
             f"train / validation / test split at val_fraction={val_fraction}"
         )
-    offset, divisor = _fit_scaler(raw, keep, scale)
+    scaling = _fit_scaler(raw, keep, scale)
+    offset, divisor = scaling.offset, scaling.divisor
     parts = {}
     for part, X, y, rows in (
         ("train", raw.X_rest, raw.y_rest, keep),
@@ -406,6 +424,9 @@ def _materialize(raw: _Raw, val_fraction, seed, scale, alloc) -> Dataset:
         n_features=int(raw.X_rest.shape[1]),
         n_classes=len(raw.classes),
         source=raw.source,
+        scaling=scaling,
+        labels=raw.labels,
+        feature_names=raw.feature_names,
     )
 
 
@@ -413,13 +434,13 @@ def _in_memory(part: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     return np.empty(shape, dtype)
 
 
-def _fit_scaler(raw: _Raw, rows: np.ndarray, scale: str) -> tuple[np.ndarray, np.ndarray]:
+def _fit_scaler(raw: _Raw, rows: np.ndarray, scale: str) -> Scaling:
     """Offset and divisor, shape (n_features,), fitted on ``raw.X_rest[rows]``."""
     d = raw.X_rest.shape[1]
     if scale == "none":
-        return np.zeros(d), np.ones(d)
+        return Scaling.identity(d)
     if scale == "unit" and raw.unit_divisor is not None:
-        return np.zeros(d), np.full(d, raw.unit_divisor)
+        return Scaling(scale, np.zeros(d), np.full(d, raw.unit_divisor))
     # One pass in chunks (Chan et al.'s pairwise update for the variance), float64.
     n, mean, m2 = 0, np.zeros(d), np.zeros(d)
     lo, hi = np.full(d, np.inf), np.full(d, -np.inf)
@@ -434,10 +455,10 @@ def _fit_scaler(raw: _Raw, rows: np.ndarray, scale: str) -> tuple[np.ndarray, np
         np.maximum(hi, block.max(axis=0), out=hi)
     if scale == "unit":
         spread = hi - lo
-        return lo, np.where(spread > 0, spread, 1.0)
+        return Scaling(scale, lo, np.where(spread > 0, spread, 1.0))
     std = np.sqrt(m2 / n)
     # Constant features (up to rounding) are only centred, not blown up.
-    return mean, np.where(std > 1e-7 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+    return Scaling(scale, mean, np.where(std > 1e-7 * np.maximum(1.0, np.abs(mean)), std, 1.0))
 
 
 def _file_identity(path: Path | str) -> list:
@@ -461,6 +482,7 @@ def _read_digits() -> _Raw:
         X_test=X[test],
         y_test=y[test],
         classes=CLASS_NAMES["digits"],
+        labels=tuple(range(10)),
         source="digits: 1,797 8x8 images, UCI optical recognition of handwritten digits via "
         "scikit-learn (embedded); test part: fixed-seed stratified 20%",
         unit_divisor=16.0,
@@ -543,6 +565,7 @@ def _read_idx_set(name: str, files: dict[str, Path], folder: Path) -> _Raw:
         X_test=X_test,
         y_test=y_test.astype(np.int64),
         classes=CLASS_NAMES[name],
+        labels=tuple(range(len(CLASS_NAMES[name]))),
         source=f"{name}: IDX files in {folder.resolve()}; test part: the official t10k files",
         unit_divisor=255.0,
     )
@@ -608,12 +631,15 @@ def _read_csv(path: Path, label_column: str) -> _Raw:
             f"{path}: {problem} named {label_column!r} in the header ({shown}); "
             "pass label_column= to name the label column"
         )
+    li = columns.index(label_column)
+    read = partial(np.loadtxt, path, delimiter=",", skiprows=1, ndmin=2, quotechar='"',
+                   encoding="utf-8-sig")  # fmt: skip
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
-            data = np.loadtxt(
-                path, delimiter=",", skiprows=1, ndmin=2, quotechar='"', encoding="utf-8-sig"
-            )
+            # the label column is read as text (numbers or words), the features as numbers
+            data = read(converters={li: lambda _: 0.0})
+            labels = read(usecols=[li], dtype=str)[:, 0] if data.shape[0] else None
     except ValueError as e:
         reason = str(e).split(";")[0]
         raise DataError(f"{path}: {reason} (rows counted after the header)") from None
@@ -621,10 +647,23 @@ def _read_csv(path: Path, label_column: str) -> _Raw:
         raise DataError(f"{path}: empty file (a header but no data rows)")
     if data.shape[1] != len(columns):
         raise DataError(f"{path}: the header has {len(columns)} columns, rows {data.shape[1]}")
-    li = columns.index(label_column)
-    X, y = _check_arrays(path, np.delete(data, li, axis=1), data[:, li], "features", "labels",
+    y = _csv_labels(path, labels)
+    X, y = _check_arrays(path, np.delete(data, li, axis=1), y, "features", "labels",
                          "data row")  # fmt: skip
-    return _user_raw(path, X, y, None, f"{path} (.csv, label column {label_column!r})")
+    names = tuple(c for i, c in enumerate(columns) if i != li)
+    return _user_raw(path, X, y, None, f"{path} (.csv, label column {label_column!r})", names)
+
+
+def _csv_labels(path: Path, labels: np.ndarray) -> np.ndarray:
+    """A CSV label column as numbers (float64, checked as integers later) or as words (str)."""
+    labels = np.char.strip(labels)
+    empty = labels == ""
+    if empty.any():
+        raise DataError(f"{path}: labels: data row {int(np.argmax(empty)) + 1} has no label")
+    try:
+        return labels.astype(np.float64)
+    except ValueError:
+        return labels  # words: kept as text, mapped to 0..k-1 in sorted order
 
 
 def _check_arrays(path, X, y, xname, yname, row) -> tuple[np.ndarray, np.ndarray]:
@@ -661,13 +700,17 @@ def _check_arrays(path, X, y, xname, yname, row) -> tuple[np.ndarray, np.ndarray
                 f"{path}: {yname} must be integers; {int(bad.sum())} are not "
                 f"(first: {row} {r + 1}, value {y[r]})"
             )
+    elif y.dtype.kind == "U":  # words (a CSV's text labels, a .npz's unicode array)
+        return X, y
     elif y.dtype.kind not in "biu":
-        raise DataError(f"{path}: {yname} must be integers, found dtype {y.dtype}")
+        raise DataError(f"{path}: {yname} must be integers or text, found dtype {y.dtype}")
     return X, y.astype(np.int64)
 
 
-def _user_raw(path: Path, X, y, test, source: str) -> _Raw:
+def _user_raw(path: Path, X, y, test, source: str, feature_names=None) -> _Raw:
     """Map labels to 0..k-1 and hold out the test part (unless given) for users' data."""
+    if test is not None and (y.dtype.kind == "U") != (test[1].dtype.kind == "U"):
+        raise DataError(f"{path}: y and y_test must both be numbers or both be text")
     all_y = y if test is None else np.concatenate([y, test[1]])
     values, codes = np.unique(all_y, return_inverse=True)
     if len(values) < 2:
@@ -680,4 +723,12 @@ def _user_raw(path: Path, X, y, test, source: str) -> _Raw:
     else:
         parts = (X, codes[: len(y)], test[0], codes[len(y) :])
         source += "; test part: X_test, y_test"
-    return _Raw(path.stem, *parts, classes=classes, source=source, unit_divisor=None)
+    return _Raw(
+        path.stem,
+        *parts,
+        classes=classes,
+        source=source,
+        unit_divisor=None,
+        labels=tuple(values.tolist()),
+        feature_names=feature_names,
+    )
