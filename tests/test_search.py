@@ -221,7 +221,7 @@ def test_ctrl_c_exits_130_and_keeps_finished_trials(tmp_path):
             return None
         return load(results, "stop").get_trials(states=(TrialState.COMPLETE,))
 
-    done_before = wait_for(finished)
+    done_before = wait_for(finished, timeout=300)  # trials of 600 epochs: minutes under load
     proc.send_signal(signal.SIGINT)
     started = time.monotonic()
     out, err = proc.communicate(timeout=60)
