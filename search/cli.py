@@ -27,6 +27,7 @@ class _Parser(argparse.ArgumentParser):
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _register_urls(argv)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -41,14 +42,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(err)
 
 
+def _register_urls(argv: list[str]) -> None:
+    """Every storage URL on the command line: its password is hidden from here on."""
+    from mlpsearch.masking import register
+
+    for i, arg in enumerate(argv):
+        if arg == "--storage" and i + 1 < len(argv):
+            register(argv[i + 1])
+        elif arg.startswith("--storage="):
+            register(arg.removeprefix("--storage="))
+
+
 def _fail(err: Exception) -> int:
+    import traceback
+
     from mlpsearch.errors import exit_code
-    from mlpsearch.storage import mask
+    from mlpsearch.masking import mask
 
     code = exit_code(err)
-    if code is None:
-        raise err
-    message = mask(" ".join(str(err).split()))  # one line, whatever the message held
+    if code is None:  # a bug: its traceback, with any password hidden
+        sys.stderr.write(mask("".join(traceback.format_exception(err))))
+        return 1
+    message = " ".join(mask(str(err)).split())  # one line, whatever the message held
     print(f"\nmlpsearch: {message}" if code == 130 else f"mlpsearch: error: {message}",
           file=sys.stderr)  # fmt: skip
     return code
@@ -158,10 +173,11 @@ def _checked_int(value: int | None, flag: str, low: int) -> int | None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from mlpsearch.config import load_experiment
+    from mlpsearch.masking import mask, register
     from mlpsearch.runner import run_study
-    from mlpsearch.storage import mask
 
     exp = load_experiment(find_experiment(args.experiment))
+    register(exp.study.storage)
     exp = exp.replace_study(
         name=args.study,
         n_trials=_checked_int(args.n_trials, "--n-trials", 1),
@@ -175,8 +191,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from mlpsearch.masking import mask
     from mlpsearch.runner import join_study
-    from mlpsearch.storage import mask
 
     jobs = _checked_int(args.jobs, "--jobs", 1)
     if jobs is not None and jobs > 64:

@@ -21,7 +21,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import socket
 import sys
 import threading
@@ -38,6 +37,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
 from mlpsearch.errors import ConfigError
+from mlpsearch.masking import mask, register
 
 # fail_stale_trials and the retry callback are stable in practice but still flagged experimental
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -55,25 +55,12 @@ def default_url(results: Path, study: str) -> str:
     return f"journal:{results / study / 'journal.log'}"
 
 
-# user:password@ of a URL: the password runs to the token's last "@" (unencoded "@" or "/" in a
-# password must not leak either); and password=... in a query string (psycopg2 accepts both)
-_USERINFO = re.compile(r"([A-Za-z][\w+.-]*://[^\s:/@]*:)\S*@")
-_QUERY_PASSWORD = re.compile(r"\b(password|passwd|pwd)=[^&\s'\"]*", re.IGNORECASE)
-
-
-def mask(text: str) -> str:
-    """``text`` with the password of every URL in it replaced by ``***``.
-
-    For anything printed or written: messages, experiment.toml, progress lines, resume hints.
-    """
-    return _QUERY_PASSWORD.sub(r"\1=***", _USERINFO.sub(r"\1***@", text))
-
-
 def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
     """An Optuna storage for ``url``; a bad URL raises ConfigError with one line.
 
     ``create=False``: a journal file must already exist (for joining a study).
     """
+    register(url)  # its password is hidden in everything shown from now on
     if url.startswith("journal:"):
         path = Path(url.removeprefix("journal:").removeprefix("//"))
         if not create and not path.is_file():

@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -79,12 +80,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import LockTimeout, file_lock
+from ..memory import available_bytes, describe_bytes
 from . import download
-
-try:
-    import fcntl
-except ImportError:  # Windows: no build lock (see _build_lock)
-    fcntl = None
 from .idx import DataError, read_image_label_pair
 
 __all__ = ["DataError", "Dataset", "load_dataset", "stratified_split", "cache_root", "NAMES"]
@@ -125,6 +123,11 @@ _IDX_ROLES = {
 _PARTS = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
 _FORMAT_VERSION = 1
 _CHUNK_ROWS = 4096
+#: How long a worker waits for another to finish preparing a dataset before building its own.
+BUILD_LOCK_SECONDS = 600
+#: Values beyond this magnitude are divided by a power of two before scaling, so that no
+#: difference or square overflows float64 (finite features near 1.7e308 stay finite).
+_HUGE = 2.0**500
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -159,6 +162,28 @@ class Dataset:
             f"Dataset({self.name!r}: {len(self.y_train)} train / {len(self.y_val)} val / "
             f"{len(self.y_test)} test, {self.n_features} features, {self.n_classes} classes)"
         )
+
+    def fingerprint(self) -> dict[str, object]:
+        """What identifies this data: its parts' shapes, its classes and a content hash.
+
+        JSON-able; equal for the same data however it was loaded (memory-mapped or not).
+        """
+        return {
+            "shapes": {p: list(getattr(self, p).shape) for p in _PARTS},
+            "classes": list(self.classes),
+            "sha256": content_hash(self),
+        }
+
+
+def content_hash(ds: Dataset) -> str:
+    """SHA-256 of every part's dtype, shape and bytes (in chunks: memory maps stay mapped)."""
+    digest = hashlib.sha256()
+    for part in _PARTS:
+        arr = np.ascontiguousarray(getattr(ds, part)) if part.startswith("y") else getattr(ds, part)
+        digest.update(f"{part}:{arr.dtype.str}:{arr.shape}".encode())
+        for start in range(0, len(arr), _CHUNK_ROWS * 4):
+            digest.update(np.ascontiguousarray(arr[start : start + _CHUNK_ROWS * 4]).data)
+    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,13 +323,16 @@ def _finish(read, val_fraction, seed, scale, identity, slug) -> Dataset:
     ).hexdigest()[:16]  # fmt: skip
     prepared = cache_root() / "prepared" / f"{slug}-{digest}"
     if (prepared / "meta.json").is_file():
-        return _load_prepared(prepared)
+        try:
+            return _load_prepared(prepared)
+        except DataError:  # damaged (a meta.json holding {}, a cut array): built again below
+            pass
     raw = read()
     if (len(raw.y_rest) + len(raw.y_test)) * raw.X_rest.shape[1] * 4 <= LARGE_BYTES:
         return _materialize(raw, val_fraction, seed, scale, _in_memory)
     try:
         with _build_lock(prepared) as locked:
-            if not (prepared / "meta.json").is_file():  # another worker may have built it
+            if not _is_valid_prepared(prepared):  # another worker may have built it
                 _write_prepared(raw, prepared, val_fraction, seed, scale, locked)
     except OSError:  # read-only or full cache: still usable, just not shared
         return _materialize(raw, val_fraction, seed, scale, _in_memory)
@@ -313,25 +341,27 @@ def _finish(read, val_fraction, seed, scale, identity, slug) -> Dataset:
 
 @contextmanager
 def _build_lock(prepared: Path):
-    """Hold an exclusive lock on ``.<prepared>.lock`` (POSIX) so one worker builds at a time.
+    """Hold an exclusive lock on ``.<prepared>.lock`` so one worker builds at a time.
 
-    Yields whether the lock is held. Without ``fcntl`` (Windows) or when locking fails (some
-    network file systems), workers build in parallel and the atomic rename picks one result.
+    Yields whether the lock is held. Where locking fails (some network file systems), or when
+    the holder has not finished within :data:`BUILD_LOCK_SECONDS` (it is stopped or hung),
+    this worker builds its own copy and the atomic rename picks one result.
     """
     prepared.parent.mkdir(parents=True, exist_ok=True)
-    if fcntl is None:
+    lock = prepared.parent / f".{prepared.name}.lock"
+    try:
+        with file_lock(lock, BUILD_LOCK_SECONDS, f"dataset cache {prepared}") as locked:
+            yield locked
+    except LockTimeout:
         yield False
-        return
-    with open(prepared.parent / f".{prepared.name}.lock", "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX)
-        except OSError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _is_valid_prepared(folder: Path) -> bool:
+    try:
+        _load_prepared(folder)
+    except DataError:
+        return False
+    return True
 
 
 def _write_prepared(raw: _Raw, prepared: Path, val_fraction, seed, scale, locked) -> None:
@@ -354,10 +384,12 @@ def _write_prepared(raw: _Raw, prepared: Path, val_fraction, seed, scale, locked
                 "source": ds.source}  # fmt: skip
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         del ds
+        if locked and prepared.exists() and not _is_valid_prepared(prepared):
+            shutil.rmtree(prepared)  # a damaged copy of ours: replaced
         try:
             os.rename(tmp, prepared)
         except OSError:
-            if not (prepared / "meta.json").is_file():  # not a lost race: a real failure
+            if not _is_valid_prepared(prepared):  # not a lost race: a real failure
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -370,8 +402,11 @@ def _load_prepared(folder: Path) -> Dataset:
         arrays = {
             p: np.load(folder / f"{p}.npy", mmap_mode="r", allow_pickle=False) for p in _PARTS
         }
+        problem = _meta_problem(meta, arrays)
     except (OSError, ValueError) as e:
-        raise DataError(f"{folder}: damaged prepared dataset ({e}); delete the folder") from None
+        problem = str(e)
+    if problem:
+        raise DataError(f"{folder}: damaged prepared dataset ({problem}); delete the folder")
     return Dataset(
         name=meta["name"],
         **arrays,
@@ -380,6 +415,27 @@ def _load_prepared(folder: Path) -> Dataset:
         n_classes=len(meta["classes"]),
         source=f"{meta['source']}; memory-mapped from {folder}",
     )
+
+
+def _meta_problem(meta: object, arrays: dict[str, np.ndarray]) -> str:
+    """What is wrong with a prepared folder's meta.json and arrays ('' if nothing)."""
+    if not isinstance(meta, dict):
+        return "meta.json is not an object"
+    if not isinstance(meta.get("name"), str) or not isinstance(meta.get("source"), str):
+        return "meta.json lacks name or source"
+    classes = meta.get("classes")
+    if not isinstance(classes, list) or len(classes) < 2 or not all(
+        isinstance(c, str) for c in classes
+    ):
+        return "meta.json lacks the class names"
+    width = arrays["X_train"].shape[1] if arrays["X_train"].ndim == 2 else -1
+    for part in ("train", "val", "test"):
+        X, y = arrays[f"X_{part}"], arrays[f"y_{part}"]
+        if X.ndim != 2 or X.shape[1] != width or y.shape != (len(X),) or X.dtype != np.float32:
+            return f"X_{part}/y_{part} have shapes {X.shape}/{y.shape}"
+        if y.dtype != np.int64:
+            return f"y_{part} has dtype {y.dtype}"
+    return ""
 
 
 def _materialize(raw: _Raw, val_fraction, seed, scale, alloc) -> Dataset:
@@ -394,7 +450,7 @@ def _materialize(raw: _Raw, val_fraction, seed, scale, alloc) -> Dataset:
             f"{raw.name}: too few samples ({len(raw.y_rest) + len(raw.y_test)}) for a "
             f"train / validation / test split at val_fraction={val_fraction}"
         )
-    offset, divisor = _fit_scaler(raw, keep, scale)
+    prescale, offset, divisor = _fit_scaler(raw, keep, scale)
     parts = {}
     for part, X, y, rows in (
         ("train", raw.X_rest, raw.y_rest, keep),
@@ -404,7 +460,17 @@ def _materialize(raw: _Raw, val_fraction, seed, scale, alloc) -> Dataset:
         Xo = alloc(f"X_{part}", (len(rows), X.shape[1]), np.float32)
         for start in range(0, len(rows), _CHUNK_ROWS):
             block = X[rows[start : start + _CHUNK_ROWS]].astype(np.float64)
-            Xo[start : start + len(block)] = (block - offset) / divisor
+            if prescale is not None:
+                block /= prescale
+            with np.errstate(over="ignore", invalid="ignore"):
+                out = Xo[start : start + len(block)]
+                out[...] = (block - offset) / divisor
+            if not np.isfinite(out).all():
+                r, c = np.argwhere(~np.isfinite(out))[0]
+                raise DataError(
+                    f"{raw.name}: feature {c + 1} of {part} row {start + r + 1} is "
+                    f"{X[rows[start + r], c]!r}, too large for float32 after {scale!r} scaling"
+                )
         yo = alloc(f"y_{part}", (len(rows),), np.int64)
         yo[:] = y[rows]
         parts[f"X_{part}"], parts[f"y_{part}"] = Xo, yo
@@ -425,18 +491,35 @@ def _in_memory(part: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     return np.empty(shape, dtype)
 
 
-def _fit_scaler(raw: _Raw, rows: np.ndarray, scale: str) -> tuple[np.ndarray, np.ndarray]:
-    """Offset and divisor, shape (n_features,), fitted on ``raw.X_rest[rows]``."""
+def _fit_scaler(
+    raw: _Raw, rows: np.ndarray, scale: str
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """Pre-scale, offset and divisor, shape (n_features,), fitted on ``raw.X_rest[rows]``.
+
+    Features are scaled as ``(x / prescale - offset) / divisor``. ``prescale`` is None unless
+    a training value exceeds 2**500 in magnitude: such features are first divided by a power
+    of two (exactly) so that no difference or square overflows.
+    """
     d = raw.X_rest.shape[1]
     if scale == "none":
-        return np.zeros(d), np.ones(d)
+        return None, np.zeros(d), np.ones(d)
     if scale == "unit" and raw.unit_divisor is not None:
-        return np.zeros(d), np.full(d, raw.unit_divisor)
+        return None, np.zeros(d), np.full(d, raw.unit_divisor)
+    prescale = None
+    if raw.X_rest.dtype.kind == "f" and raw.X_rest.dtype.itemsize >= 8:
+        absmax = np.zeros(d)
+        for start in range(0, len(rows), _CHUNK_ROWS):
+            block = np.abs(raw.X_rest[rows[start : start + _CHUNK_ROWS]]).max(axis=0)
+            np.maximum(absmax, block, out=absmax)
+        if (absmax > _HUGE).any():
+            prescale = np.where(absmax > _HUGE, np.ldexp(1.0, np.frexp(absmax)[1] - 1), 1.0)
     # One pass in chunks (Chan et al.'s pairwise update for the variance), float64.
     n, mean, m2 = 0, np.zeros(d), np.zeros(d)
     lo, hi = np.full(d, np.inf), np.full(d, -np.inf)
     for start in range(0, len(rows), _CHUNK_ROWS):
         block = raw.X_rest[rows[start : start + _CHUNK_ROWS]].astype(np.float64)
+        if prescale is not None:
+            block /= prescale
         nb, mb = len(block), block.mean(axis=0)
         delta, total = mb - mean, n + nb
         m2 += ((block - mb) ** 2).sum(axis=0) + delta**2 * (n * nb / total)
@@ -446,10 +529,10 @@ def _fit_scaler(raw: _Raw, rows: np.ndarray, scale: str) -> tuple[np.ndarray, np
         np.maximum(hi, block.max(axis=0), out=hi)
     if scale == "unit":
         spread = hi - lo
-        return lo, np.where(spread > 0, spread, 1.0)
+        return prescale, lo, np.where(spread > 0, spread, 1.0)
     std = np.sqrt(m2 / n)
     # Constant features (up to rounding) are only centred, not blown up.
-    return mean, np.where(std > 1e-7 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+    return prescale, mean, np.where(std > 1e-7 * np.maximum(1.0, np.abs(mean)), std, 1.0)
 
 
 def _file_identity(path: Path | str) -> list:
@@ -569,8 +652,10 @@ def _resolve_user_path(name_or_path, data_dir) -> Path:
             f"unknown dataset {str(name_or_path)!r}: expected one of {', '.join(NAMES)} "
             "or a path to a .npz or .csv file"
         )
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{path}: no such file")
+    if not path.is_file():
+        raise DataError(f"{path}: not a regular file")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file")
     return path
@@ -580,6 +665,7 @@ def _read_npz(path: Path) -> _Raw:
     with open(path, "rb") as f:
         if f.read(4) != b"PK\x03\x04":
             raise DataError(f"{path}: not a .npz archive (save with numpy.savez)")
+    _check_npz_sizes(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             names = list(z.files)
@@ -607,9 +693,64 @@ def _read_npz(path: Path) -> _Raw:
     return _user_raw(path, X, y, test, f"{path} (.npz)")
 
 
+def _check_npz_sizes(path: Path) -> None:
+    """Read the header of each array in the archive and refuse, before loading anything, an
+    array whose declared size does not match the bytes stored for it (a forged or cut header)
+    or whose arrays together would not fit in memory."""
+    total = 0
+    try:
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                name = info.filename.removesuffix(".npy")
+                if name not in ("X", "y", "X_test", "y_test"):
+                    continue
+                with z.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    read_header = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )
+                    shape, _, dtype = read_header(f, max_header_size=100_000)
+                    header_len = f.tell()
+                if any(d < 0 for d in shape):
+                    raise DataError(f"{path}: array {name} declares a negative shape {shape}")
+                if dtype.hasobject:
+                    raise DataError(f"{path}: holds Python objects; save numeric arrays")
+                declared = math.prod(shape) * dtype.itemsize
+                stored = info.file_size - header_len
+                if declared != stored:
+                    raise DataError(
+                        f"{path}: array {name} declares shape {shape} of {dtype} "
+                        f"({describe_bytes(declared)}) but stores {describe_bytes(stored)}; "
+                        "damaged or forged"
+                    )
+                # the array, its float64 working copy per chunk is small; its float32 copy
+                total += declared + math.prod(shape) * 4
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(f"{path}: unreadable .npz ({' '.join(str(e).split())})") from None
+    if total > available_bytes():
+        raise DataError(
+            f"{path}: its arrays need {describe_bytes(total)} of memory (with their float32 "
+            f"copies), more than the {describe_bytes(available_bytes())} available"
+        )
+
+
 def _read_csv(path: Path, label_column: str) -> _Raw:
-    with open(path, encoding="utf-8-sig") as f:
-        header = f.readline()
+    need = path.stat().st_size * 8  # at most one float64 per two bytes, and its copies
+    if need > available_bytes():
+        raise DataError(
+            f"{path}: {describe_bytes(path.stat().st_size)} of text may need up to "
+            f"{describe_bytes(need)} of memory, more than the "
+            f"{describe_bytes(available_bytes())} available"
+        )
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            header = f.readline()
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: {_not_utf8(e)}") from None
     columns = [c.strip().strip('"').strip("'").strip() for c in header.rstrip("\r\n").split(",")]
     if not header.strip():
         raise DataError(f"{path}: empty file (expected a header row)")
@@ -626,8 +767,10 @@ def _read_csv(path: Path, label_column: str) -> _Raw:
             data = np.loadtxt(
                 path, delimiter=",", skiprows=1, ndmin=2, quotechar='"', encoding="utf-8-sig"
             )
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: {_not_utf8(e)}") from None
     except ValueError as e:
-        reason = str(e).split(";")[0]
+        reason = " ".join(str(e).split(";")[0].split())
         raise DataError(f"{path}: {reason} (rows counted after the header)") from None
     if data.shape[0] == 0:
         raise DataError(f"{path}: empty file (a header but no data rows)")
@@ -637,6 +780,13 @@ def _read_csv(path: Path, label_column: str) -> _Raw:
     X, y = _check_arrays(path, np.delete(data, li, axis=1), data[:, li], "features", "labels",
                          "data row")  # fmt: skip
     return _user_raw(path, X, y, None, f"{path} (.csv, label column {label_column!r})")
+
+
+def _not_utf8(err: UnicodeDecodeError) -> str:
+    return (
+        f"not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start} of a "
+        "block); save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+    )
 
 
 def _check_arrays(path, X, y, xname, yname, row) -> tuple[np.ndarray, np.ndarray]:
