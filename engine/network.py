@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .activations import Activation, get_activation
+from .files import write_atomic
 from .initializers import get_initializer
 from .losses import FusedSoftmaxCE
 
@@ -406,8 +407,8 @@ class MLP:
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             arrays[f"W{i}"] = w
             arrays[f"b{i}"] = b
-        with open(path, "wb") as fh:  # exact name: np.savez would append ".npz" to a str path
-            np.savez(fh, **arrays)
+        # exact name (np.savez would append ".npz" to a str path), whole or not at all
+        write_atomic(path, lambda fh: np.savez(fh, **arrays))
 
     @classmethod
     def load(cls, path) -> MLP:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mlpsearch import __version__
-from mlpsearch.errors import UsageError
+from mlpsearch.errors import RunError, UsageError
 
 DEFAULT_EXPERIMENT = "digits_random"
 
@@ -208,6 +208,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     exp = load_experiment(find_experiment(args.experiment))
     seed = args.seed if args.seed is not None else exp.study.seed
+    if not 0 <= seed < 2**32:
+        raise UsageError(f"--seed: {seed} is out of range; allowed: 0 to 2**32 - 1")
+    save = Path(args.save) if args.save else Path("results") / exp.study.name / "model.npz"
+    check_model_path(save, given=bool(args.save))
     run = train_experiment(exp, seed=seed, echo=print)
     h = run.history
     best = h.records[h.best_epoch - 1]
@@ -216,11 +220,33 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"validation error {best.val_error:.4f}; last epoch: validation error "
         f"{h.records[-1].val_error:.4f}"
     )
-    save = Path(args.save) if args.save else Path("results") / exp.study.name / "model.npz"
-    save.parent.mkdir(parents=True, exist_ok=True)
-    run.model.save(save)
+    try:
+        save.parent.mkdir(parents=True, exist_ok=True)
+        run.model.save(save)
+    except OSError as err:
+        raise RunError(f"--save {save}: cannot write the model: {err.strerror or err}") from None
     print(f"model saved to {save}")
     return 0
+
+
+def check_model_path(path: Path, given: bool) -> None:
+    """Refuse, before training, a model path that is a folder, lies in a missing folder (when
+    given), or is an existing file that is not an mlpsearch model (never overwritten)."""
+    from mlpsearch.engine import MLP
+
+    flag = "--save" if given else "the model file"
+    if path.is_dir():
+        raise UsageError(f"{flag} {path}: is a folder; give a file name such as {path}/model.npz")
+    if given and not path.parent.is_dir():
+        what = "does not exist" if not path.parent.exists() else "is not a folder"
+        raise UsageError(f"{flag} {path}: the folder {path.parent} {what}")
+    if path.exists():
+        try:
+            MLP.load(path)
+        except (ValueError, OSError):
+            raise UsageError(
+                f"{flag} {path}: exists and is not an mlpsearch model file; not overwritten"
+            ) from None
 
 
 def cmd_gradcheck(args: argparse.Namespace) -> int:
@@ -230,6 +256,8 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
 
     if not 1 <= args.layers <= 8:
         raise UsageError(f"--layers: {args.layers} is out of range; allowed: 1 to 8")
+    if not 0 < args.tol < 1:  # also refuses nan
+        raise UsageError(f"--tol: {args.tol} is out of range; allowed: 0 < tol < 1")
     rng = np.random.default_rng(0)
     X = rng.normal(size=(16, 6))
     y = rng.integers(0, 3, size=16)

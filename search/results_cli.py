@@ -96,8 +96,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from mlpsearch.errors import ConfigError
     from mlpsearch.report import write_report
 
-    if args.top < 1:
-        raise ConfigError(f"--top: {args.top} must be >= 1")
+    if not 1 <= args.top <= 100_000:
+        raise ConfigError(f"--top: {args.top} is out of range; allowed: 1 to 100000")
     study, folder = open_results(args.study, args.storage, args.study_name, Path(args.out))
     write_report(study, folder, top=args.top)
     return 0
@@ -118,6 +118,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if bad:
         raise ConfigError(f"compare: {bad[0]!r} is not a trial number")
     study, folder = open_results(study_arg, args.storage, args.study_name, Path(args.out))
+    make_results_folder(folder)
     compare(study, [int(i) for i in items], folder)
     return 0
 
@@ -126,11 +127,14 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     from mlpsearch.errors import ConfigError
     from mlpsearch.rerun import rerun
 
-    if args.seeds < 0:
-        raise ConfigError(f"--seeds: {args.seeds} must be >= 0")
-    if args.threads is not None and args.threads < 1:
-        raise ConfigError(f"--threads: {args.threads} must be >= 1")
+    if not 0 <= args.seeds <= MAX_SEEDS:
+        raise ConfigError(f"--seeds: {args.seeds} is out of range; allowed: 0 to {MAX_SEEDS}")
+    if args.threads is not None and not 1 <= args.threads <= MAX_THREADS:
+        raise ConfigError(
+            f"--threads: {args.threads} is out of range; allowed: 1 to {MAX_THREADS}"
+        )
     study, folder = open_results(args.study, args.storage, args.study_name, Path(args.out))
+    make_results_folder(folder)
     result = rerun(
         study, folder, trial=args.trial, seeds=args.seeds, final=args.final, threads=args.threads
     )
@@ -139,6 +143,22 @@ def cmd_rerun(args: argparse.Namespace) -> int:
 
 def _is_int(text: str) -> bool:
     return text.lstrip("-").isdigit()
+
+
+MAX_SEEDS = 1000
+MAX_THREADS = 1024
+
+
+def make_results_folder(folder: Path) -> None:
+    """Create ``folder`` (a study's results folder) if missing; one line if it cannot be."""
+    from mlpsearch.errors import ConfigError
+
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"results folder {folder}: exists and is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"results folder {folder}: cannot be made ({err.strerror})") from None
 
 
 # --- finding the study -----------------------------------------------------------------------
@@ -160,6 +180,8 @@ def open_results(
         if not study_name:
             raise ConfigError("--storage needs --study NAME")
         folder = Path(study_arg) if study_arg else out / study_name
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"results folder {folder}: exists and is not a folder")
         url, name = storage_url, study_name
     else:
         if study_arg is None:

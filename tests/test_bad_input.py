@@ -38,6 +38,16 @@ def experiment(**changes) -> str:
     return dumps_toml(doc)
 
 
+FIXED = dumps_toml(
+    {
+        "study": {"name": "fixed", "seed": 1},
+        "data": {"dataset": "digits"},
+        "train": {"epochs": 2, "batch_size": 64},
+        "space": {"units": 8},
+    }
+)
+
+
 def new(**changes) -> str:
     """Like :func:`experiment`, for a study that does not exist yet."""
     study = {"name": "fresh", **changes.pop("study", {})}
@@ -51,6 +61,43 @@ def npz(**arrays) -> bytes:
     np.savez(buf, **arrays)
     return buf.getvalue()
 
+
+def npz_declaring(shape: tuple, dtype: str = "<f8") -> bytes:
+    """An .npz whose X header declares ``shape`` while it stores 64 bytes."""
+    import io
+    import struct
+    import zipfile
+
+    header = "{'descr': '%s', 'fortran_order': False, 'shape': %r, }" % (dtype, tuple(shape))
+    header += " " * (63 - (len(header) + 10) % 64) + "\n"
+    array = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + bytes(64)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("X.npy", array)
+        z.writestr("y.npy", npz_member(np.arange(10) % 2))
+    return buf.getvalue()
+
+
+def npz_member(array: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def idx_header(type_dims: bytes, *dims: int) -> bytes:
+    import struct
+
+    return b"\0\0" + type_dims + struct.pack(f">{len(dims)}I", *dims)
+
+
+IDX_HUGE = {  # training images declaring 1e9 images of 4000x4000 pixels (16 PB), in 16 bytes
+    "idx/train-images-idx3-ubyte": idx_header(b"\x08\x03", 10**9, 4000, 4000),
+    "idx/train-labels-idx1-ubyte": idx_header(b"\x08\x01", 10**9),
+    "idx/t10k-images-idx3-ubyte": idx_header(b"\x08\x03", 10, 28, 28) + bytes(7840),
+    "idx/t10k-labels-idx1-ubyte": idx_header(b"\x08\x01", 10) + bytes(range(10)),
+}
 
 rng = np.random.default_rng(0)
 X = rng.normal(size=(40, 4))
@@ -158,6 +205,54 @@ CASES = [
                               "--study", "nope"], {}, ["no study 'nope'", "base"]),
     ("worker-journal-missing", ["worker", "--storage", "journal:results/x/journal.log",
                                 "--study", "base"], {}, ["no journal file at results/x"]),
+    # --- sizes declared in data files, checked before anything is read or allocated
+    ("npz-declares-terabytes", ["run", "e.toml"],
+     {"e.toml": new(data={"dataset": "d.npz"}), "d.npz": npz_declaring((10**7, 10**6))},
+     ["d.npz", "(10000000, 1000000)", "72.8 TiB", "stores 64 bytes"]),
+    ("npz-declares-negative", ["run", "e.toml"],
+     {"e.toml": new(data={"dataset": "d.npz"}), "d.npz": npz_declaring((-5, 4))},
+     ["d.npz", "negative shape"]),
+    ("npz-declares-huge-strings", ["run", "e.toml"],
+     {"e.toml": new(data={"dataset": "d.npz"}), "d.npz": npz_declaring((10, 4), "<U99999999")},
+     ["d.npz", "14.9 GiB"]),
+    ("idx-declares-terabytes", ["run", "e.toml"],
+     {"e.toml": new(data={"dataset": "mnist", "data_dir": "idx"}), **IDX_HUGE},
+     ["train-images-idx3-ubyte", "1000000000x4000x4000", "available"]),
+    ("csv-latin1", ["run", "e.toml"],
+     {"e.toml": new(data={"dataset": "d.csv"}),
+      "d.csv": "caf\xe9,label\n".encode("latin-1") + b"1,0\n2,1\n" * 20},
+     ["d.csv", "not UTF-8", "0xe9"]),
+    ("csv-latin1-in-rows", ["run", "e.toml"],
+     {"e.toml": new(data={"dataset": "d.csv"}), "d.csv": b"a,label\n" + b"1,0\n2,1\n" * 20
+      + b"\xe9,1\n"}, ["d.csv", "not UTF-8"]),
+    ("csv-utf16", ["run", "e.toml"],
+     {"e.toml": new(data={"dataset": "d.csv"}), "d.csv": "a,label\n1,0\n2,1\n".encode("utf-16")},
+     ["d.csv", "not UTF-8"]),
+    ("csv-1e309", ["run", "e.toml"],
+     {"e.toml": new(data={"dataset": "d.csv"}), "d.csv": "a,label\n" + "1e309,0\n1,1\n" * 20},
+     ["d.csv", "infinite"]),
+    # --- train, compare, rerun, gradcheck flags
+    ("train-seed-negative", ["train", "fixed.toml", "--seed", "-1"], {"fixed.toml": FIXED},
+     ["--seed", "-1", "out of range"]),
+    ("train-seed-huge", ["train", "fixed.toml", "--seed", str(2**40)], {"fixed.toml": FIXED},
+     ["--seed", "out of range"]),
+    ("train-save-missing-folder", ["train", "fixed.toml", "--save", "nope/m.npz"],
+     {"fixed.toml": FIXED}, ["--save nope/m.npz", "nope does not exist"]),
+    ("train-save-onto-folder", ["train", "fixed.toml", "--save", "results"],
+     {"fixed.toml": FIXED}, ["--save results", "is a folder"]),
+    ("train-save-under-a-file", ["train", "fixed.toml", "--save", "base.toml/m.npz"],
+     {"fixed.toml": FIXED}, ["base.toml is not a folder"]),
+    ("train-save-onto-a-user-file", ["train", "fixed.toml", "--save", "base.toml"],
+     {"fixed.toml": FIXED}, ["base.toml", "not an mlpsearch model file; not overwritten"]),
+    ("gradcheck-tol-nan", ["gradcheck", "--tol", "nan"], {}, ["--tol", "nan"]),
+    ("rerun-seeds-huge", ["rerun", "results/base", "--seeds", str(10**12)], {},
+     ["--seeds", "out of range"]),
+    ("rerun-threads-huge", ["rerun", "results/base", "--threads", str(10**9)], {},
+     ["--threads", "out of range"]),
+    ("rerun-folder-is-a-file", ["rerun", "base.toml", "--storage",
+                                "journal:results/base/journal.log", "--study", "base"], {},
+     ["base.toml", "not a folder"]),
+    ("report-top-huge", ["report", "results/base", "--top", str(10**20)], {}, ["--top"]),
     # --- trial numbers
     ("rerun-no-trial", ["rerun", "results/base", "--trial", "99"], {}, ["trial 99"]),
     ("rerun-negative", ["rerun", "results/base", "--trial", "-1"], {}, ["trial -1"]),
@@ -202,6 +297,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     shutil.copytree(base_study, work)
     for name, content in files.items():
         mode = "wb" if isinstance(content, bytes) else "w"
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
         with open(work / name, mode) as f:
             f.write(content)
     before = snapshot(work)
