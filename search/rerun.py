@@ -35,7 +35,7 @@ from mlpsearch.engine import MLP, EpochRecord, History, TrainConfig, train
 from mlpsearch.engine.data import Dataset
 from mlpsearch.config import Experiment, dumps_toml, parse_experiment
 from mlpsearch.errors import ConfigError
-from mlpsearch.data import load_data
+from mlpsearch.data import check_same_data, load_data
 from mlpsearch.objective import engine_fingerprint
 from mlpsearch.plots import describe
 from mlpsearch.single import fit, fixed_config
@@ -77,6 +77,7 @@ def rerun(
     stored = t.user_attrs["best_val_error"]
     threads = threads or blas_threads(t, exp)
     data = load_data(exp)
+    check_same_data(study, data, "re-run a trial of", record=False)
     best = _best_number(study) == t.number
     stem = "best" if best else f"trial_{t.number}"
 

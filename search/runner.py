@@ -37,7 +37,7 @@ from mlpsearch.engine.data import Dataset
 from mlpsearch import space
 from mlpsearch.config import Experiment, parse_experiment
 from mlpsearch.errors import ConfigError, Interrupted, RunError
-from mlpsearch.data import load_data
+from mlpsearch.data import check_same_data, load_data
 from mlpsearch.objective import Objective
 from mlpsearch.progress import Progress
 from mlpsearch.storage import (
@@ -88,6 +88,7 @@ def run_study(
         storage = open_storage(url)
         with planning_lock(storage, exp.study.name):
             study = open_study(exp, storage)
+            check_same_data(study, data)
             executor = _start_workers(exp)  # the input is good: they boot while we plan
             _make_folder(folder)
             _write_atomic(
@@ -145,13 +146,14 @@ def join_study(
     if n_jobs is not None:
         exp = exp.replace_study(n_jobs=n_jobs)
     hint = resume_hint or "the same command"
-    load_data(exp)  # the data must be here too; DataError (one line) if not
+    data = load_data(exp)  # the data must be here too; DataError (one line) if not
     study = optuna.load_study(
         study_name=study_name,
         storage=storage,
         sampler=make_sampler(exp),
         pruner=make_pruner(exp),
     )
+    check_same_data(study, data, "join")
     n_trials = max(exp.study.n_trials, max(_slots(study), default=-1) + 1)
     waiting, running = _queue(study)
     echo(
@@ -548,6 +550,7 @@ def worker(exp: Experiment, url: str, threads: int) -> int:
             sampler=make_sampler(exp),
             pruner=make_pruner(exp),
         )
+        check_same_data(study, data, "run trials of", record=False)
         objective = Objective(exp, data)
         ran = 0
         while True:
