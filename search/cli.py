@@ -2,7 +2,8 @@
 
 Exit codes: 0 success, 1 a check failed or the run could not go on (disk full, database
 gone; one line, finished trials are kept), 2 bad input (one line, no traceback, nothing
-written), 130 interrupted (finished trials are kept; run the same command again to resume).
+written), 130 interrupted by Ctrl-C, SIGTERM or SIGHUP, all three handled alike (finished
+trials are kept and trials.csv written; run the same command again to resume).
 Storage passwords are masked in every message.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from importlib import resources
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,6 +30,7 @@ class _Parser(argparse.ArgumentParser):
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _register_urls(argv)
+    _stop_on_signals()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -36,10 +39,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         return args.handler(args) or 0
     except KeyboardInterrupt:
-        print("\nmlpsearch: interrupted", file=sys.stderr)
+        _say("\nmlpsearch: interrupted")
         return 130
     except Exception as err:
         return _fail(err)
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM and SIGHUP (a closed terminal, ``kill``, a batch system's time limit) stop the
+    program as Ctrl-C does: workers stopped, finished trials kept, one line, exit 130."""
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        signal.signal(signum, signal.SIG_IGN)  # a second one while stopping changes nothing
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGTERM", "SIGHUP"):
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), interrupt)
 
 
 def _register_urls(argv: list[str]) -> None:
@@ -64,9 +82,16 @@ def _fail(err: Exception) -> int:
         sys.stderr.write(mask("".join(traceback.format_exception(err))))
         return 1
     message = " ".join(mask(str(err)).split())  # one line, whatever the message held
-    print(f"\nmlpsearch: {message}" if code == 130 else f"mlpsearch: error: {message}",
-          file=sys.stderr)  # fmt: skip
+    _say(f"\nmlpsearch: {message}" if code == 130 else f"mlpsearch: error: {message}")
     return code
+
+
+def _say(line: str) -> None:
+    """The last line on stderr; a terminal that hung up (SIGHUP) cannot take it."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except OSError:
+        pass
 
 
 def build_parser() -> argparse.ArgumentParser:
