@@ -70,6 +70,13 @@ def check_room(engine: Any, needed: int, url: str) -> None:
         )
 
 
+def check_storage_room(storage: Any, needed: int, url: str) -> None:
+    """:func:`check_room` on an open storage (a PostgreSQL RDB storage; others: nothing)."""
+    engine = getattr(storage, "engine", None)
+    if engine is not None:
+        check_room(engine, needed, url)
+
+
 def quiet_logs() -> None:
     """Keep what the database layers log off stderr: one line of ours says what happened.
 

@@ -194,9 +194,7 @@ def open_results(
         folder = _find_folder(study_arg, out)
         name = study_name or _name_in(folder)
         url = _url_in(folder)
-    if url.startswith("journal:") and not Path(url.removeprefix("journal:")).is_file():
-        raise ConfigError(f"no study journal at {url.removeprefix('journal:')}")
-    storage = open_storage(url)
+    storage = open_storage(url, read_only=True)  # a reader never creates or repairs
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     names = optuna.get_all_study_names(storage)
     if name not in names:

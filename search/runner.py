@@ -26,6 +26,7 @@ from mlpsearch.data import check_same_data, load_data
 from mlpsearch.engine.files import LockTimeout, write_atomic
 from mlpsearch.errors import ConfigError, Interrupted, RunError
 from mlpsearch.liveness import fail_stale
+from mlpsearch.postgres import check_storage_room, connections_needed
 from mlpsearch.progress import Progress
 from mlpsearch.storage import default_url, mask, open_storage
 from mlpsearch.study import (
@@ -102,6 +103,7 @@ def join_study(
     exp = stored_experiment(find_study(storage, study_name, storage_url))
     if n_jobs is not None:
         exp = exp.replace_study(n_jobs=n_jobs)
+    check_storage_room(storage, connections_needed(exp.study.n_jobs), storage_url)
     return _run(exp, storage_url, None, echo, resume_hint, storage)
 
 
@@ -120,7 +122,9 @@ def _run(
     study = pool = None
     try:
         data = load_data(exp)  # bad data stops us before any study exists
-        storage = storage or open_storage(url)
+        storage = storage or open_storage(
+            url, connections=connections_needed(exp.study.n_jobs)
+        )
         if folder is None:
             study = load_study(exp, storage)
             check_same_data(study, data, "join")

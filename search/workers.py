@@ -208,7 +208,7 @@ def _work(exp: Experiment, url: str, threads: int) -> int:
 
     with threadpool_limits(limits=threads):
         data = _boot(exp)
-        storage = open_storage(url)
+        storage = open_storage(url, create=False)
         study = load_study(exp, storage)
         check_same_data(study, data, "run trials of", record=False)
         objective = Objective(exp, data)
