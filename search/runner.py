@@ -158,6 +158,8 @@ def _run(
         if folder is not None:
             write_table(study, folder)
     except Exception as err:
+        if isinstance(err, Interrupted) and folder is not None and study is not None:
+            _keep_table(study, folder)
         _raise_run_error(err, study, url, hint)
         raise
     finally:
@@ -227,6 +229,14 @@ def write_table(study: optuna.Study, folder: Path) -> None:
     from mlpsearch.tables import write_trials_csv  # pandas: only the parent needs it
 
     write_trials_csv(study, folder / "trials.csv")
+
+
+def _keep_table(study: optuna.Study, folder: Path) -> None:
+    """trials.csv of an interrupted run (Ctrl-C, SIGTERM, SIGHUP), if it can still be written."""
+    try:
+        write_table(study, folder)
+    except Exception:  # the storage or the disk that stopped us: the message says enough
+        pass
 
 
 # --- what stops a run ------------------------------------------------------------------------

@@ -99,6 +99,33 @@ IDX_HUGE = {  # training images declaring 1e9 images of 4000x4000 pixels (16 PB)
     "idx/t10k-labels-idx1-ubyte": idx_header(b"\x08\x01", 10) + bytes(range(10)),
 }
 
+def sqlite_app() -> bytes:
+    """An SQLite database of another program: one table of notes."""
+    import sqlite3
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        conn = sqlite3.connect(f"{folder}/app.db")
+        conn.execute("CREATE TABLE notes (text TEXT)")
+        conn.execute("INSERT INTO notes VALUES ('mine')")
+        conn.commit()
+        conn.close()
+        return Path(f"{folder}/app.db").read_bytes()
+
+
+SQLITE_APP = sqlite_app()
+
+
+def append_line(line: str):
+    """Appends ``line`` to the file it is given (a tampered journal)."""
+
+    def append(path: Path) -> None:
+        with open(path, "a") as f:
+            f.write(line + "\n")
+
+    return append
+
+
 rng = np.random.default_rng(0)
 X = rng.normal(size=(40, 4))
 y = np.arange(40) % 2
@@ -253,6 +280,47 @@ CASES = [
                                 "journal:results/base/journal.log", "--study", "base"], {},
      ["base.toml", "not a folder"]),
     ("report-top-huge", ["report", "results/base", "--top", str(10**20)], {}, ["--top"]),
+    # --- files that are not ours: refused, never written into (the snapshot checks)
+    ("journal-on-notes", ["run", "e.toml", "--storage", "journal:notes.txt"],
+     {"e.toml": new(), "notes.txt": "my notes\nlast line without newline"},
+     ["journal notes.txt", "not an Optuna journal", "not touched"]),
+    ("journal-on-json", ["run", "e.toml", "--storage", "journal:c.json"],
+     {"e.toml": new(), "c.json": '{"a": 1}\n{"b": 2}\n'}, ["c.json", "not an Optuna journal"]),
+    ("journal-on-binary", ["run", "e.toml", "--storage", "journal:b.bin"],
+     {"e.toml": new(), "b.bin": bytes(range(256)) * 4}, ["b.bin", "not an Optuna journal"]),
+    ("report-journal-on-notes", ["report", "--storage", "journal:notes.txt", "--study", "base"],
+     {"notes.txt": "hello\nworld"}, ["notes.txt", "not an Optuna journal"]),
+    ("report-journal-missing", ["report", "--storage", "journal:nope.log", "--study", "base"],
+     {}, ["no study journal at nope.log"]),
+    ("run-sqlite-of-another-program", ["run", "e.toml", "--storage", "sqlite:///app.db"],
+     {"e.toml": new(), "app.db": SQLITE_APP}, ["app.db", "another program", "notes"]),
+    ("report-sqlite-of-another-program", ["report", "--storage", "sqlite:///app.db",
+                                          "--study", "base"], {"app.db": SQLITE_APP},
+     ["app.db", "no Optuna study tables", "notes"]),
+    ("rerun-sqlite-of-another-program", ["rerun", "--storage", "sqlite:///app.db", "--study",
+                                         "base"], {"app.db": SQLITE_APP}, ["no Optuna study"]),
+    ("worker-sqlite-of-another-program", ["worker", "--storage", "sqlite:///app.db",
+                                          "--study", "base"], {"app.db": SQLITE_APP},
+     ["no Optuna study tables"]),
+    ("report-sqlite-typo", ["report", "--storage", "sqlite:///typo.db", "--study", "base"], {},
+     ["no database file at typo.db"]),
+    ("compare-sqlite-typo", ["compare", "--storage", "sqlite:///typo.db", "--study", "base",
+                             "0"], {}, ["no database file at typo.db"]),
+    ("report-sqlite-text-file", ["report", "--storage", "sqlite:///notes.txt", "--study", "x"],
+     {"notes.txt": "hello\n" * 200}, ["notes.txt", "not an SQLite database"]),
+    # --- tampered journals: one line in every command
+    *[(f"unknown-op-{cmd[0]}", cmd, {"results/base/journal.log": append_line('{"op_code": 99}')},
+       ["journal results/base/journal.log", "unknown operation (op_code 99)"])
+      for cmd in (["report", "results/base"], ["compare", "results/base", "0"],
+                  ["rerun", "results/base"], ["run", "base.toml"],
+                  ["worker", "--storage", "journal:results/base/journal.log", "--study", "base"])],
+    ("journal-line-not-json", ["report", "results/base"],
+     {"results/base/journal.log": append_line("hello world")}, ["record", "not JSON"]),
+    ("journal-line-a-list", ["report", "results/base"],
+     {"results/base/journal.log": append_line("[1, 2, 3]")}, ["not an Optuna journal record"]),
+    ("journal-line-missing-fields", ["compare", "results/base", "0"],
+     {"results/base/journal.log": append_line('{"op_code": 8, "worker_id": "x"}')},
+     ["damaged or not Optuna's", "KeyError"]),
     # --- trial numbers
     ("rerun-no-trial", ["rerun", "results/base", "--trial", "99"], {}, ["trial 99"]),
     ("rerun-negative", ["rerun", "results/base", "--trial", "-1"], {}, ["trial -1"]),
@@ -296,6 +364,9 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     work = tmp_path / "w"
     shutil.copytree(base_study, work)
     for name, content in files.items():
+        if callable(content):  # changes an existing file: content(path)
+            content(work / name)
+            continue
         mode = "wb" if isinstance(content, bytes) else "w"
         (work / name).parent.mkdir(parents=True, exist_ok=True)
         with open(work / name, mode) as f:
