@@ -57,6 +57,8 @@ def open_storage(
     register(url)  # its password is hidden in everything shown from now on
     if url.startswith("journal:"):
         path = Path(url.removeprefix("journal:").removeprefix("//"))
+        if not create and not read_only and not path.is_file():
+            raise ConfigError(f"--storage {url}: no journal file at {path}")
         return open_journal(path, read_only=read_only, create=create)
     if "://" not in url:
         raise ConfigError(
