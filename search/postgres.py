@@ -19,8 +19,10 @@ from mlpsearch.masking import mask
 
 #: Connections of one worker process: its trial loop and its heartbeat thread.
 PER_WORKER = 2
-#: Connections of the parent: progress, and the planning (advisory) lock.
-PARENT = 2
+#: Connections of the parent: its storage's pool (progress, planning) and the advisory locks
+#: of planning and of table creation; 5 and 7 were measured at the peak of runs of 1 and 2
+#: workers.
+PARENT = 3
 
 _ROOM = """
 SELECT r.rolconnlimit, r.rolsuper,

@@ -101,16 +101,16 @@ def _dump(server, database: str) -> str:
 
 @pytest.mark.parametrize("jobs", [1, 3])
 def test_a_connection_limit_is_checked_before_anything_is_created(postgres, tmp_path, jobs):  # noqa: F811
-    name, db = role(postgres, "limited-Pw1", limit=4)
+    name, db = role(postgres, "limited-Pw1", limit=5)
     url = f"postgresql+psycopg2://{name}:limited-Pw1@127.0.0.1:{postgres.port}/{db}"
     path = write_experiment(tmp_path / "e.toml", "lim", n_trials=2, n_jobs=jobs, epochs=2)
     r = mlpsearch("run", str(path), "--storage", url, cwd=tmp_path)
-    if jobs == 1:  # 2 per worker process and 2 for the parent: fits in 4
+    if jobs == 1:  # 2 per worker process and 3 for the parent: fits in 5
         assert r.returncode == 0, r.stderr
         return
     assert r.returncode == 2, r.stderr
     (line,) = r.stderr.splitlines()
-    assert "connection limit 4" in line and "needs up to" in line and "--jobs" in line
+    assert "connection limit 5" in line and "needs up to" in line and "--jobs" in line
     assert "limited-Pw1" not in r.stdout + r.stderr
     import psycopg2
 
