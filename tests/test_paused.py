@@ -80,3 +80,33 @@ def test_process_state_and_lock_holder_are_read_from_proc(tmp_path):
         holder.wait()
     assert process_state(holder.pid) == "gone"
     assert flock_holder(tmp_path / "x.flock") is None  # released by the kernel
+
+
+def test_liveness_fails_the_paused_workers_trial_not_the_healthy_ones(tmp_path):
+    """Both trials silent for longer than the grace period (the healthy worker was held up
+    too): only the one whose worker is stopped is failed and re-queued."""
+    import optuna
+
+    from mlpsearch.liveness import BEAT_KEY, WORKER_KEY, _start_time, fail_stale
+    from mlpsearch.storage import open_storage
+    from mlpsearch.workers import claim_waiting
+
+    storage = open_storage(f"journal:{tmp_path / 'j.log'}")
+    study = optuna.create_study(study_name="s", storage=storage)
+    study.enqueue_trial({}, user_attrs={"slot": 0})
+    study.enqueue_trial({}, user_attrs={"slot": 1})
+    paused = stopped_holder(tmp_path / "unused.flock")
+    try:
+        host = __import__("socket").gethostname()
+        old = time.time() - 3600
+        for pid in (os.getpid(), paused.pid):
+            trial_id = claim_waiting(study, storage)
+            storage.set_trial_system_attr(trial_id, BEAT_KEY, old)
+            storage.set_trial_system_attr(trial_id, WORKER_KEY, f"{host}:{pid}:{_start_time(pid)}")
+        failed = fail_stale(study, storage)
+    finally:
+        paused.kill()
+        paused.wait()
+    assert failed == [1]
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states[0] == TrialState.RUNNING and states[1] == TrialState.FAIL
