@@ -41,6 +41,7 @@ from optuna.distributions import (  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
 from mlpsearch.engine import ACTIVATIONS  # noqa: E402
+from mlpsearch.engine.files import write_atomic  # noqa: E402
 
 DPI = 100
 TOP_CURVES = 6  # learning curves drawn in curves.png
@@ -103,9 +104,14 @@ def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
 
 
 def save(fig: Figure, path: Path) -> Path:
-    """Write ``fig`` as a PNG with no date or software version inside, then release it."""
-    fig.savefig(path, dpi=DPI, metadata={"Software": None})
-    plt.close(fig)  # figures made by pyplot (Optuna's) stay registered until closed
+    """Write ``fig`` (atomically) as a PNG with no date or software version inside, then
+    release it."""
+    try:
+        write_atomic(
+            path, lambda f: fig.savefig(f, format="png", dpi=DPI, metadata={"Software": None})
+        )
+    finally:
+        plt.close(fig)  # figures made by pyplot (Optuna's) stay registered until closed
     return path
 
 

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import base64
 import html
+import os
+import shutil
+import tempfile
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +21,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
+from mlpsearch.engine.files import write_atomic
 from mlpsearch.plots import PLOTS, describe, write_plots
 from mlpsearch.tables import write_trials_csv
 
@@ -35,15 +40,25 @@ def write_report(
     study: optuna.Study, folder: Path, *, top: int = TOP, echo: Callable[[str], None] = print
 ) -> Report:
     """Write ``trials.csv``, ``plots/*.png`` and ``report.html`` into ``folder``; print the
-    summary and the ``top`` best trials."""
+    summary and the ``top`` best trials.
+
+    Everything is first written into a staging folder beside them, then renamed into place:
+    a failure (a full disk) leaves the earlier report as it was, with no file of the new one.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    csv = folder / "trials.csv"
-    write_trials_csv(study, csv)
-    table = top_trials(study, top)
-    facts = summary(study)
-    plots = write_plots(study, folder / "plots")
-    page = folder / "report.html"
-    page.write_text(render_html(study, facts, table, plots), encoding="utf-8")
+    with staging(folder) as stage:
+        write_trials_csv(study, stage / "trials.csv")
+        table = top_trials(study, top)
+        facts = summary(study)
+        staged = write_plots(study, stage / "plots")
+        write_atomic(stage / "report.html", render_html(study, facts, table, staged))
+        (folder / "plots").mkdir(exist_ok=True)
+        plots = [folder / "plots" / p.name for p in staged]
+        for src, dst in zip(staged, plots, strict=True):
+            os.replace(src, dst)
+        csv, page = folder / "trials.csv", folder / "report.html"
+        os.replace(stage / "trials.csv", csv)
+        os.replace(stage / "report.html", page)
 
     width = max(len(k) for k, _ in facts)
     for key, value in facts:
@@ -55,6 +70,17 @@ def write_report(
         echo(table.to_string(index=False))
     echo(f"\nwrote {csv}, {len(plots)} plots in {folder / 'plots'}, and {page}")
     return Report(csv, plots, page, table)
+
+
+@contextmanager
+def staging(folder: Path) -> Iterator[Path]:
+    """A fresh hidden folder inside ``folder`` for files written before they are renamed into
+    place (a rename needs no free space); removed afterwards, whatever happened."""
+    stage = Path(tempfile.mkdtemp(prefix=".report-", dir=folder))
+    try:
+        yield stage
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 # --- the content -----------------------------------------------------------------------------

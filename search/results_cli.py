@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +101,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not 1 <= args.top <= 100_000:
         raise UsageError(f"--top: {args.top} is out of range; allowed: 1 to 100000")
     study, folder = open_results(args.study, args.storage, args.study_name, Path(args.out))
-    write_report(study, folder, top=args.top)
+    with writing_results():
+        write_report(study, folder, top=args.top)
     return 0
 
 
@@ -119,7 +122,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise UsageError(f"compare: {bad[0]!r} is not a trial number")
     study, folder = open_results(study_arg, args.storage, args.study_name, Path(args.out))
     make_results_folder(folder)
-    compare(study, [int(i) for i in items], folder)
+    with writing_results():
+        compare(study, [int(i) for i in items], folder)
     return 0
 
 
@@ -135,14 +139,32 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         )
     study, folder = open_results(args.study, args.storage, args.study_name, Path(args.out))
     make_results_folder(folder)
-    result = rerun(
-        study, folder, trial=args.trial, seeds=args.seeds, final=args.final, threads=args.threads
-    )
+    with writing_results():
+        result = rerun(
+            study, folder, trial=args.trial, seeds=args.seeds, final=args.final,
+            threads=args.threads,
+        )  # fmt: skip
     return 0 if result.reproduced else 1
 
 
 def _is_int(text: str) -> bool:
     return text.lstrip("-").isdigit()
+
+
+@contextmanager
+def writing_results() -> Iterator[None]:
+    """A file that cannot be written (a full disk, a read-only folder) is one line, exit 1;
+    every result file is written whole or not at all, so nothing half-written is left."""
+    from mlpsearch.errors import RunError
+
+    try:
+        yield
+    except OSError as err:
+        where = f": {err.filename}" if err.filename else ""
+        raise RunError(
+            f"cannot write the results: {err.strerror or err}{where}; no file was left "
+            "half-written (earlier results are as they were)"
+        ) from None
 
 
 MAX_SEEDS = 1000
