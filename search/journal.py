@@ -117,12 +117,12 @@ class _Reading:
     def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
         with open(self.path, "rb") as f:
             remaining = os.fstat(f.fileno()).st_size  # what others append meanwhile: next time
-            number = 0
+            first = 0
             if log_number_from in self._log_number_offset:
                 f.seek(self._log_number_offset[log_number_from])
-                number = log_number_from
+                first = log_number_from
                 remaining -= self._log_number_offset[log_number_from]
-            for number, line in enumerate(f, start=number):
+            for number, line in enumerate(f, start=first):
                 remaining -= len(line)
                 if remaining < 0 or not line.endswith(b"\n"):
                     return

@@ -4,7 +4,6 @@ and termination signals, handled as Ctrl-C is."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal

@@ -62,8 +62,14 @@ def test_a_password_made_of_url_syntax_is_never_shown_or_stored(postgres, tmp_pa
         mlpsearch("rerun", "--storage", url, "--study", "nasty", cwd=tmp_path),
         mlpsearch("worker", "--storage", in_query, "--study", "nasty", cwd=tmp_path),
         # unencoded: psycopg2 cannot even parse it; refused, still hidden
-        mlpsearch("report", "--storage", url.replace(quote(NASTY, safe=""), NASTY), "--study",
-                  "nasty", cwd=tmp_path),  # fmt: skip
+        mlpsearch(
+            "report",
+            "--storage",
+            url.replace(quote(NASTY, safe=""), NASTY),
+            "--study",
+            "nasty",
+            cwd=tmp_path,
+        ),  # fmt: skip
     ]
     for r in runs[:5]:
         assert r.returncode == 0, r.stderr
