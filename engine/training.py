@@ -27,79 +27,45 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .hyperparameters import RULES
 from .network import MLP
-from .optimizers import OPTIMIZERS, SCHEDULES, Momentum, make_optimizer
+from .optimizers import SCHEDULES, Momentum, make_optimizer
 
 __all__ = ["Diverged", "EpochRecord", "History", "TrainConfig", "Trainer", "train"]
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, int | np.integer) and not isinstance(v, bool)
-
-
-def _is_real(v) -> bool:
-    return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
+_D = {name: rule.default for name, rule in RULES.items()}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train. Validated when built: a bad value raises ValueError naming the field and
-    what is allowed. ``from_dict``/``to_dict`` convert to and from JSON-able dictionaries."""
+    """How to train. Validated when built against ``engine.hyperparameters.RULES`` (where every
+    bound and default is declared): a bad value raises ValueError naming the field and what is
+    allowed. ``from_dict``/``to_dict`` convert to and from JSON-able dictionaries."""
 
-    epochs: int = 20
-    batch_size: int = 64
-    optimizer: str = "momentum"
-    learning_rate: float = 0.05
-    momentum: float = 0.9
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-    schedule: str = "constant"
-    step_size: int = 10  # epochs between step decays
-    gamma: float = 0.1  # step decay factor
-    weight_decay: float = 0.0  # L2 on weights only: loss += weight_decay / 2 * sum(W**2)
-    dropout: float = 0.0  # probability of dropping a hidden unit (inverted dropout)
-    patience: int | None = None  # epochs without a better val_error before stopping; None = off
-    seed: int = 0  # minibatch order and dropout masks
+    epochs: int = _D["epochs"]
+    batch_size: int = _D["batch_size"]
+    optimizer: str = _D["optimizer"]
+    learning_rate: float = _D["learning_rate"]
+    momentum: float = _D["momentum"]
+    beta1: float = _D["beta1"]
+    beta2: float = _D["beta2"]
+    eps: float = _D["eps"]
+    schedule: str = _D["schedule"]
+    step_size: int = _D["step_size"]  # epochs between step decays
+    gamma: float = _D["gamma"]  # step decay factor
+    weight_decay: float = _D["weight_decay"]  # L2 on weights only: loss += wd / 2 * sum(W**2)
+    dropout: float = _D["dropout"]  # probability of dropping a hidden unit (inverted dropout)
+    patience: int | None = _D["patience"]  # epochs without a better val_error; None = off
+    seed: int = _D["seed"]  # minibatch order and dropout masks
     # A minibatch loss above max_loss_factor * (the first minibatch's loss, at least log(classes))
     # counts as divergence, as does any non-finite loss.
-    max_loss_factor: float = 100.0
+    max_loss_factor: float = _D["max_loss_factor"]
 
     def __post_init__(self) -> None:
-        def bad(name: str, allowed: str) -> ValueError:
-            return ValueError(f"TrainConfig.{name} = {getattr(self, name)!r}: must be {allowed}")
-
-        def check_int(name: str, low: int) -> None:
-            v = getattr(self, name)
-            if not _is_int(v) or v < low:
-                raise bad(name, f"an integer >= {low}")
-            object.__setattr__(self, name, int(v))  # numpy integers -> int (JSON-able)
-
-        def check_real(name: str, ok: Callable[[float], bool], allowed: str) -> None:
-            v = getattr(self, name)
-            if not _is_real(v) or not math.isfinite(v) or not ok(float(v)):
-                raise bad(name, allowed)
-            object.__setattr__(self, name, float(v))
-
-        check_int("epochs", 1)
-        check_int("batch_size", 1)
-        if not isinstance(self.optimizer, str) or self.optimizer not in OPTIMIZERS:
-            raise bad("optimizer", f"one of {', '.join(OPTIMIZERS)}")
-        if not isinstance(self.schedule, str) or self.schedule not in SCHEDULES:
-            raise bad("schedule", f"one of {', '.join(SCHEDULES)}")
-        check_real("learning_rate", lambda v: v > 0, "a number > 0")
-        check_real("momentum", lambda v: 0 <= v < 1, "a number in [0, 1)")
-        check_real("beta1", lambda v: 0 <= v < 1, "a number in [0, 1)")
-        check_real("beta2", lambda v: 0 <= v < 1, "a number in [0, 1)")
-        check_real("eps", lambda v: v > 0, "a number > 0")
-        check_int("step_size", 1)
-        check_real("gamma", lambda v: 0 < v <= 1, "a number in (0, 1]")
-        check_real("weight_decay", lambda v: v >= 0, "a number >= 0")
-        check_real("dropout", lambda v: 0 <= v < 1, "a number in [0, 1)")
-        if self.patience is not None:
-            check_int("patience", 1)
-        check_int("seed", 0)
-        check_real("max_loss_factor", lambda v: v > 1, "a number > 1")
+        for f in dataclasses.fields(self):
+            value = RULES[f.name].check(getattr(self, f.name), f"TrainConfig.{f.name}")
+            object.__setattr__(self, f.name, value)  # numpy scalars -> int / float (JSON-able)
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:

@@ -34,8 +34,9 @@ from mlpsearch.errors import ConfigError
 #: Longest wait for the journal's lock held by a running process; appends hold it for
 #: milliseconds.
 JOURNAL_LOCK_SECONDS = 30.0
-#: How often a waiting process looks whether the lock's holder is stopped or gone.
-LEASE_POLL_SECONDS = 0.05
+#: How long a waiting process waits in the kernel before it looks again whether the lock's
+#: holder is stopped or gone.
+LEASE_CHECK_SECONDS = 1.0
 
 
 def open_journal(path: Path, read_only: bool = False, create: bool = True) -> JournalStorage:
@@ -205,16 +206,17 @@ class JournalBackend(_Reading, JournalFileBackend):
 class JournalLock:
     """The journal's append lock: an ``flock`` with a bounded wait, and a lease.
 
-    While another process holds the lock, this one waits; if the holder is a process of this
-    host that is stopped or gone (``/proc/locks`` names it), the lease is broken: the append
-    goes ahead without the lock (``lease_broken``). A running holder that keeps the lock for
+    Before each wait it looks who holds the lock (``/proc/locks``): if the holder is a process
+    of this host that is stopped or gone, the lease is broken and the append goes ahead without
+    the lock (``lease_broken``; one ``O_APPEND`` write). Otherwise it waits in the kernel, a
+    second at a time, looking again between waits; a running holder that keeps the lock for
     :data:`JOURNAL_LOCK_SECONDS` raises LockTimeout. Used by one thread at a time (Optuna's
     journal storage serialises its writes).
     """
 
     def __init__(self, journal: Path) -> None:
         self.path = Path(f"{journal}.flock")
-        self._lock = FileLock(self.path, LEASE_POLL_SECONDS, what=f"journal {journal}")
+        self._lock = FileLock(self.path, LEASE_CHECK_SECONDS, what=f"journal {journal}")
         self.journal = journal
         self.lease_broken = False
         self._held = False
@@ -223,15 +225,16 @@ class JournalLock:
         deadline = time.monotonic() + JOURNAL_LOCK_SECONDS
         self.lease_broken = False
         while True:
+            holder = flock_holder(self.path)
+            if holder not in (None, os.getpid()) and process_state(holder) in PAUSED:
+                self.lease_broken = True
+                return False
             try:
                 self._held = self._lock.acquire()
                 return self._held
             except LockTimeout:
-                holder = flock_holder(self.path)
-                if holder is not None and process_state(holder) in ("T", "t", "Z", "gone"):
-                    self.lease_broken = True
-                    return False
                 if time.monotonic() >= deadline:
+                    holder = flock_holder(self.path)
                     who = f"process {holder}" if holder else "another process"
                     raise LockTimeout(
                         f"journal {self.journal}: {who} has held its lock for over "
@@ -248,6 +251,10 @@ class JournalLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+#: Process states of a lock holder whose lease others may break: stopped, traced, dead.
+PAUSED = ("T", "t", "Z", "X", "gone")
 
 
 def flock_holder(path: Path) -> int | None:

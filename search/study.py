@@ -9,17 +9,16 @@ storage enqueue each slot once.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from mlpsearch import space
-from mlpsearch.config import Experiment, parse_experiment
+from mlpsearch.config import Experiment
 from mlpsearch.engine.files import file_lock
 from mlpsearch.errors import ConfigError
 from mlpsearch.journal import journal_path
@@ -114,19 +113,21 @@ def make_pruner(exp: Experiment) -> optuna.pruners.BasePruner:
 
 
 @contextmanager
-def planning_lock(storage: optuna.storages.BaseStorage, study_name: str) -> Iterator[None]:
+def planning_lock(
+    storage: optuna.storages.BaseStorage, study_name: str, timeout: float = LOCK_SECONDS
+) -> Iterator[None]:
     """Held while a parent creates or loads a study and enqueues its slots.
 
     Two ``mlpsearch run`` started at the same moment on a fresh study would otherwise both
     see no slot taken and enqueue every slot twice. Journal and SQLite files: a file lock
     beside the file; PostgreSQL: a session advisory lock (released by the server if we die).
-    The wait is bounded (:data:`~mlpsearch.storage.LOCK_SECONDS`, then LockTimeout).
+    Waits at most ``timeout`` seconds, then raises LockTimeout.
     """
     journal = journal_path(storage)
     if journal is not None:
-        lock: Any = file_lock(f"{journal}.plan", LOCK_SECONDS, f"journal {journal} (planning)")
+        lock: Any = file_lock(f"{journal}.plan", timeout, f"journal {journal} (planning)")
     elif isinstance(storage, RDBStorage):
-        lock = database_lock(storage.engine, f"mlpsearch:plan:{study_name}")
+        lock = database_lock(storage.engine, f"mlpsearch:plan:{study_name}", timeout)
     else:
         lock = nullcontext()
     with lock:
@@ -191,36 +192,3 @@ def queue(study: optuna.Study) -> tuple[int, int]:
     trials = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
     waiting = sum(1 for t in trials if t.state == TrialState.WAITING)
     return waiting, len(trials) - waiting
-
-
-# --- what the study holds (the trial-record module reads these) ------------------------------
-
-
-def stored_experiment(study: optuna.Study) -> Experiment:
-    """The experiment a study was created from (its ``experiment_toml`` user attribute)."""
-    text = study.user_attrs.get("experiment_toml")
-    if not isinstance(text, str):
-        raise ConfigError(
-            f"study {study.study_name!r} holds no experiment (it was not created by "
-            "mlpsearch run); nothing to join"
-        )
-    try:
-        return parse_experiment(tomllib.loads(text), source=f"study {study.study_name}")
-    except (tomllib.TOMLDecodeError, ConfigError) as err:
-        raise ConfigError(f"study {study.study_name!r}: its stored experiment: {err}") from None
-
-
-def n_finished(study: optuna.Study) -> int:
-    """Trials that ended (complete, pruned, or failed for a reason of their own)."""
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    return len(trials) + sum(
-        1
-        for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-        if not str(t.user_attrs.get("fail_reason", "")).endswith("re-queued")
-    )
-
-
-def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    """The complete trial of lowest validation error (the lowest number among equals)."""
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return min(complete, key=lambda t: (t.value, t.number)) if complete else None
