@@ -20,7 +20,7 @@ from pathlib import Path
 
 import optuna
 
-from mlpsearch.config import Experiment
+from mlpsearch.config import Experiment, check_memory_for_data
 from mlpsearch import trials
 from mlpsearch.data import check_same_data, load_data
 from mlpsearch.engine.files import LockTimeout, write_atomic
@@ -121,6 +121,7 @@ def _run(
     study = pool = None
     try:
         data = load_data(exp)  # bad data stops us before any study exists
+        check_memory_for_data(exp, data.n_features, data.n_classes, len(data.y_train))
         storage = storage or open_storage(
             url, connections=connections_needed(exp.study.n_jobs)
         )

@@ -232,6 +232,11 @@ CASES = [
                               "--study", "nope"], {}, ["no study 'nope'", "base"]),
     ("worker-journal-missing", ["worker", "--storage", "journal:results/x/journal.log",
                                 "--study", "base"], {}, ["no journal file at results/x"]),
+    ("networks-of-all-workers-too-big", ["run", "e.toml"],
+     {"e.toml": new(study={"n_jobs": 64}, space={"hidden_layers": 2, "units": 20000})},
+     ["64 worker(s)", "largest network", "GiB", "fewer jobs"]),
+    ("toml-nested-too-deeply", ["run", "e.toml"],
+     {"e.toml": "a = " + "[" * 5000 + "]" * 5000 + "\n"}, ["e.toml", "nested too deeply"]),
     # --- sizes declared in data files, checked before anything is read or allocated
     ("npz-declares-terabytes", ["run", "e.toml"],
      {"e.toml": new(data={"dataset": "d.npz"}), "d.npz": npz_declaring((10**7, 10**6))},
