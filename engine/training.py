@@ -2,11 +2,14 @@
 
 What an epoch records
 ---------------------
-- ``train_loss`` / ``train_error``: running averages over the epoch's minibatches, computed from
-  the logits each minibatch produced anyway during its forward pass (weights change during the
-  epoch and dropout is active, so they differ slightly from a separate evaluation pass; that pass
-  would cost about a third of an epoch). ``train_loss`` is the cross-entropy alone, without the L2
-  term.
+- ``train_loss`` / ``train_error``: one evaluation pass (no dropout) after the epoch's last
+  update over the training part, or over a fixed subset of ``TRAIN_EVAL_ROWS`` of its rows
+  where it has more (the same rows every epoch and every trial: they depend on the number of
+  rows alone). This is the model's error on data it was trained on, comparable with
+  ``val_error``; the cross-entropy is without the L2 term.
+- ``batch_loss`` / ``batch_error``: running averages over the epoch's minibatches as they were
+  trained (weights changing, dropout on). Cheap, but not the model's error: kept for
+  diagnosing the optimisation itself.
 - ``val_loss`` / ``val_error`` / ``dead_fraction``: one evaluation pass over the validation set
   (no dropout) after the epoch's last update. A hidden unit is dead when its output is 0 for every
   validation row.
@@ -28,10 +31,23 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .hyperparameters import RULES
-from .network import MLP
+from .network import _EVAL_ROWS, MLP
 from .optimizers import SCHEDULES, Momentum, make_optimizer
 
-__all__ = ["Diverged", "EpochRecord", "History", "TrainConfig", "Trainer", "train"]
+__all__ = [
+    "TRAIN_EVAL_ROWS",
+    "Diverged",
+    "EpochRecord",
+    "History",
+    "TrainConfig",
+    "Trainer",
+    "train",
+]
+
+# Rows of the training part evaluated each epoch for train_loss / train_error: enough for a
+# standard error below 0.3 points at 10% error, and about 7% of a Fashion-MNIST epoch.
+TRAIN_EVAL_ROWS = 10_000
+_TRAIN_EVAL_SEED = 20_240_601  # fixed: every trial is evaluated on the same rows
 
 
 _D = {name: rule.default for name, rule in RULES.items()}
@@ -91,6 +107,8 @@ class EpochRecord:
     epoch: int  # 1-based
     train_loss: float
     train_error: float
+    batch_loss: float
+    batch_error: float
     val_loss: float
     val_error: float
     seconds: float
@@ -211,6 +229,7 @@ class Trainer:
         if cfg.dropout:
             self.ws.ensure_dropout()
         self.tail = self.ws.rows(n % self.batch_size) if n % self.batch_size else None
+        self.X_eval, self.y_eval = _eval_rows(self.X, self.y)
         self.last_finite_loss: float | None = None
         self._limit = math.inf
 
@@ -266,6 +285,36 @@ class Trainer:
                     step(grads, lr)
         return loss_total / n, errors / n, lr
 
+    def evaluate_train(self) -> tuple[float, float]:
+        """(mean cross-entropy, error rate) of the model as it is now, in evaluation mode (no
+        dropout), on the training rows chosen once in ``__init__``. Reuses the model's
+        evaluation buffers: nothing array-sized is allocated."""
+        model, X, y = self.model, self.X_eval, self.y_eval
+        n = X.shape[0]
+        cap = min(n, _EVAL_ROWS)
+        ws = model._workspace(cap)
+        loss_sum, errors = 0.0, 0
+        with np.errstate(over="ignore", invalid="ignore"):
+            for s in range(0, n, cap):
+                v = ws.rows(min(cap, n - s))
+                x = X[s : s + v.capacity]  # contiguous rows of the model's dtype: no copy
+                np.copyto(v.y, y[s : s + v.capacity])
+                ls, e = v.loss(model._forward_ws(v, x), v.y, 1.0)
+                loss_sum += ls
+                errors += e
+        return loss_sum / n, errors / n
+
+
+def _eval_rows(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The training rows evaluated each epoch: all of them, or a fixed sample of
+    TRAIN_EVAL_ROWS in their original order (copied once, contiguous)."""
+    n = X.shape[0]
+    if n <= TRAIN_EVAL_ROWS:
+        return X, y
+    rows = np.random.default_rng(_TRAIN_EVAL_SEED).choice(n, TRAIN_EVAL_ROWS, replace=False)
+    rows.sort()
+    return np.ascontiguousarray(X[rows]), y[rows]
+
 
 def train(
     model: MLP,
@@ -299,7 +348,8 @@ def train(
     best_error, since_best = math.inf, 0
     for epoch in range(1, config.epochs + 1):
         t0 = time.perf_counter()
-        train_loss, train_error, lr = trainer.run_epoch(epoch)
+        batch_loss, batch_error, lr = trainer.run_epoch(epoch)
+        train_loss, train_error = trainer.evaluate_train()
         with np.errstate(over="ignore", invalid="ignore"):
             val_loss, val_error, dead = model.evaluate(X_val, y_val)
         if not math.isfinite(val_loss):
@@ -308,6 +358,8 @@ def train(
             epoch=epoch,
             train_loss=train_loss,
             train_error=train_error,
+            batch_loss=batch_loss,
+            batch_error=batch_error,
             val_loss=val_loss,
             val_error=val_error,
             seconds=time.perf_counter() - t0,

@@ -5,8 +5,8 @@ Hyperparameter names double as Optuna parameter names. Units are chosen per hidd
 
 Random and grid configurations are drawn here, in the parent process, as a function of the
 study seed and the trial's slot (its index in the study) alone, then enqueued; so the set of
-configurations does not depend on how many workers run them. TPE and QMC sample in the workers
-through :func:`suggest`.
+configurations does not depend on how many workers run them (QMC too: see
+:mod:`mlpsearch.samplers`). TPE samples in the workers through :func:`suggest`.
 """
 
 from __future__ import annotations

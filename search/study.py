@@ -23,6 +23,7 @@ from mlpsearch.engine.files import file_lock
 from mlpsearch.errors import ConfigError
 from mlpsearch.journal import journal_path
 from mlpsearch.liveness import fail_stale
+from mlpsearch.samplers import make_sampler, qmc_configs
 from mlpsearch.storage import LOCK_SECONDS, database_lock, mask
 
 
@@ -92,15 +93,6 @@ def identity(exp: Experiment) -> dict[str, str]:
     }
 
 
-def make_sampler(exp: Experiment) -> optuna.samplers.BaseSampler:
-    seed = exp.study.seed
-    if exp.study.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
-    if exp.study.sampler == "qmc":
-        return optuna.samplers.QMCSampler(seed=seed, scramble=True)
-    return optuna.samplers.RandomSampler(seed=seed)  # random and grid trials come enqueued
-
-
 def make_pruner(exp: Experiment) -> optuna.pruners.BasePruner:
     if exp.study.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=3)
@@ -151,6 +143,8 @@ def plan(
         if n_trials > len(configs):
             echo(f"the grid has {len(configs)} configurations; running all of them")
             n_trials = len(configs)
+    elif exp.study.sampler == "qmc":
+        configs = qmc_configs(exp, n_trials)
     taken = _taken_slots(study)
     for slot in range(n_trials):
         if slot in taken:
@@ -160,7 +154,7 @@ def plan(
         elif exp.study.sampler == "random":
             params = space.draw_random(exp, slot)
         else:
-            params = {}  # TPE and QMC sample in the worker, knowing the trials before
+            params = {}  # TPE samples in the worker, knowing the trials before
         seed = space.slot_seed(exp.study.seed, slot)
         study.enqueue_trial(params, user_attrs={"slot": slot, "seed": seed})
     return max(n_trials, max(taken, default=-1) + 1)

@@ -54,7 +54,7 @@ BEST_EPOCH = "best_epoch"  # int: 1-based epoch of the lowest validation error (
 BEST_TRAIN_ERROR, BEST_VAL_ERROR = "best_train_error", "best_val_error"  # float: at it
 CURVES = {  # lists, one value per epoch (None where a loss was not finite)
     name: f"curve_{name}"
-    for name in ("train_error", "val_error", "train_loss", "val_loss", "seconds")
+    for name in ("train_error", "val_error", "train_loss", "val_loss", "batch_loss", "seconds")
 }
 DEAD_FRACTION = "dead_fraction"  # list of float: dead units per hidden layer, last epoch
 PRUNE_REASON = "prune_reason"  # str
@@ -154,6 +154,7 @@ class Curves:
     val_error: tuple[float | None, ...] = ()
     train_loss: tuple[float | None, ...] = ()
     val_loss: tuple[float | None, ...] = ()
+    batch_loss: tuple[float | None, ...] = ()  # running mean over the epoch's minibatches
     seconds: tuple[float | None, ...] = ()
 
 
