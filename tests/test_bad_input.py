@@ -319,6 +319,10 @@ CASES = [
       for cmd in (["report", "results/base"], ["compare", "results/base", "0"],
                   ["rerun", "results/base"], ["run", "base.toml"],
                   ["worker", "--storage", "journal:results/base/journal.log", "--study", "base"])],
+    ("stored-identity-a-string", ["run", "base.toml"],
+     {"results/base/journal.log": append_line(
+         '{"op_code": 2, "worker_id": "x", "study_id": 0, "user_attr": {"experiment": "s"}}')},
+     ["study 'base'", "identity is damaged"]),
     ("journal-line-not-json", ["report", "results/base"],
      {"results/base/journal.log": append_line("hello world")}, ["record", "not JSON"]),
     ("journal-line-a-list", ["report", "results/base"],
