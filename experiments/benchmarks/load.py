@@ -80,6 +80,21 @@ def run_load(url: str, folder: Path, workers: int, trials: int, parents: int = 2
         if p.returncode != 0:
             errors.append(err.strip().splitlines()[-1] if err.strip() else f"exit {p.returncode}")
     wall = time.perf_counter() - started
+    figures = tally(url, trials)
+    return {
+        "storage": mask(url).split(":")[0],
+        "workers": workers,
+        "trials": trials,
+        "wall": wall,
+        "per_second": figures["complete"] / wall,
+        **figures,
+        "errors": errors,
+    }
+
+
+def tally(url: str, trials: int) -> dict:
+    """Complete, failed, lost and duplicated trials of the study, and the processes that ran
+    them (see the module docstring)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=NAME, storage=open_storage(url))
     all_trials = study.get_trials()
@@ -87,11 +102,6 @@ def run_load(url: str, folder: Path, workers: int, trials: int, parents: int = 2
     per_slot = Counter(t.user_attrs.get("slot") for t in complete)
     numbers = Counter(t.number for t in all_trials)
     return {
-        "storage": mask(url).split(":")[0],
-        "workers": workers,
-        "trials": trials,
-        "wall": wall,
-        "per_second": len(complete) / wall,
         "complete": len(complete),
         "failed": sum(t.state == TrialState.FAIL for t in all_trials),
         "lost": sum(1 for slot in range(trials) if per_slot[slot] == 0),
@@ -99,7 +109,6 @@ def run_load(url: str, folder: Path, workers: int, trials: int, parents: int = 2
         + sum(n - 1 for n in per_slot.values() if n > 1)
         + sum(n - 1 for n in numbers.values() if n > 1),
         "processes": len({t.user_attrs.get("pid") for t in complete}),
-        "errors": errors,
     }
 
 

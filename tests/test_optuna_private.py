@@ -1,0 +1,158 @@
+"""Optuna's private members that mlpsearch uses: still there, and still meaning the same.
+
+Optuna offers no public way to read a trial's storage id, a study's id, a journal storage's
+backend or the RDB heartbeat's stale trials, so the search layer uses ``_trial_id``,
+``_study_id``, ``_backend`` and ``_get_stale_trial_ids``. pyproject bounds Optuna to the
+versions tested here; on a new Optuna, these tests say which member moved.
+
+The first test reads the source of the search layer: any other ``obj._name`` of an object that
+is not ours must be added to ``OPTUNA_PRIVATE`` below, with a check.
+"""
+
+from __future__ import annotations
+
+import ast
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.storages import RDBStorage
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.trial import TrialState
+
+SEARCH = Path(__file__).resolve().parent.parent / "search"
+STDLIB_PRIVATE = {"_SubParsersAction"}  # argparse's type of add_subparsers(), for annotations
+
+
+def check_trial_id(tmp_path: Path) -> None:
+    """``FrozenTrial._trial_id``: the storage id of the trial (not its number)."""
+    for storage in storages(tmp_path):
+        study = optuna.create_study(storage=storage, study_name="s")
+        study.enqueue_trial({})  # number 0 in both studies, different storage ids below
+        other = optuna.create_study(storage=storage, study_name="other")
+        trial_id = storage.create_new_trial(other._study_id)
+        frozen = storage.get_trial(trial_id)
+        assert frozen._trial_id == trial_id, type(storage).__name__
+        assert other.get_trials(deepcopy=False)[0]._trial_id == trial_id
+
+
+def check_study_id(tmp_path: Path) -> None:
+    """``Study._study_id``: the id storages take for the study."""
+    for storage in storages(tmp_path):
+        study = optuna.create_study(storage=storage, study_name="s")
+        assert study._study_id == storage.get_study_id_from_name("s")
+
+
+def check_storage(tmp_path: Path) -> None:
+    """``Study._storage``: the storage its trials read and write (set to a bare RDB storage
+    by mlpsearch.queries.direct, in place of Optuna's cache)."""
+    storage = RDBStorage(f"sqlite:///{tmp_path / 'direct.db'}")
+    study = optuna.create_study(storage=storage, study_name="s")
+    assert isinstance(study._storage, optuna.storages.BaseStorage)
+    study._storage = storage
+    study.enqueue_trial({"x": 1.0})
+    trial_id = storage.get_all_trials(study._study_id)[0]._trial_id
+    assert storage.set_trial_state_values(trial_id, TrialState.RUNNING)  # claimed by id
+    trial = optuna.Trial(study, trial_id)
+    assert trial.storage is storage
+    trial.suggest_float("x", 0, 2)  # a trial never read through the cache takes parameters
+    study.tell(trial, 1.0)
+    assert storage.get_all_trials(study._study_id)[0].params == {"x": 1.0}
+
+
+def check_backend(tmp_path: Path) -> None:
+    """``JournalStorage._backend``: the journal backend it was built with."""
+    backend = JournalFileBackend(str(tmp_path / "journal.log"))
+    assert JournalStorage(backend)._backend is backend
+
+
+def check_stale_trial_ids(tmp_path: Path) -> None:
+    """``RDBStorage._get_stale_trial_ids(study_id)``: RUNNING trials whose last heartbeat is
+    older than the grace period, by the database's clock."""
+    storage = RDBStorage(f"sqlite:///{tmp_path / 'beat.db'}", heartbeat_interval=1, grace_period=1)
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial_id = storage.create_new_trial(study._study_id)  # RUNNING
+    quiet_id = storage.create_new_trial(study._study_id)  # RUNNING, never beat: not judged
+    storage.record_heartbeat(trial_id)
+    assert storage._get_stale_trial_ids(study._study_id) == []
+    time.sleep(2.5)  # the subject: the heartbeat grows older than the grace period
+    assert storage._get_stale_trial_ids(study._study_id) == [trial_id]
+    assert storage.get_trial(quiet_id).state == TrialState.RUNNING
+
+
+OPTUNA_PRIVATE: dict[str, Callable[[Path], None]] = {
+    "_trial_id": check_trial_id,
+    "_study_id": check_study_id,
+    "_backend": check_backend,
+    "_storage": check_storage,
+    "_get_stale_trial_ids": check_stale_trial_ids,
+}
+
+
+def storages(tmp_path: Path) -> list[optuna.storages.BaseStorage]:
+    """A journal file and an RDB storage (SQLite), both fresh."""
+    journal = JournalStorage(JournalFileBackend(str(tmp_path / "journal.log")))
+    return [journal, RDBStorage(f"sqlite:///{tmp_path / 'rdb.db'}")]
+
+
+def private_uses() -> dict[str, list[str]]:
+    """``name -> ["file:line", ...]`` for every ``x._name`` in search/ on an object not ours.
+
+    Ours: ``self._x``/``cls._x``, and names that search/ itself defines (functions, classes,
+    module globals, attributes it sets on ``self``).
+    """
+    ours: set[str] = set()
+    uses: dict[str, list[str]] = {}
+    trees = {path: ast.parse(path.read_text()) for path in sorted(SEARCH.rglob("*.py"))}
+    for tree in trees.values():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                ours.add(node.name)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                ours.add(node.id)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+                    ours.add(node.attr)  # another object's attribute set here is not ours
+    for path, tree in trees.items():
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Attribute) and _private(node.attr)):
+                continue
+            if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+                continue
+            if node.attr in ours or node.attr in STDLIB_PRIVATE:
+                continue
+            uses.setdefault(node.attr, []).append(
+                f"{path.relative_to(SEARCH.parent)}:{node.lineno}"
+            )
+    return uses
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def test_every_private_member_used_is_checked_here():
+    unchecked = {k: v for k, v in private_uses().items() if k not in OPTUNA_PRIVATE}
+    assert not unchecked, (
+        "search/ uses private members of objects that are not ours, unchecked here: "
+        + "; ".join(f"{k} at {', '.join(v)}" for k, v in sorted(unchecked.items()))
+        + " (add each to OPTUNA_PRIVATE in tests/test_optuna_private.py with a check)"
+    )
+
+
+@pytest.mark.parametrize("member", sorted(OPTUNA_PRIVATE))
+def test_optuna_private_member_still_works(member, tmp_path):
+    where = ", ".join(private_uses().get(member, [])) or "nowhere now (drop it from the table)"
+    try:
+        OPTUNA_PRIVATE[member](tmp_path)
+        return
+    except (AttributeError, TypeError, AssertionError) as err:
+        problem = f"{type(err).__name__}: {err}"
+    pytest.fail(
+        f"Optuna {optuna.__version__} changed the private member {member} that mlpsearch "
+        f"uses at {where}: {problem}. Adapt those places (or bound Optuna in pyproject.toml "
+        "to the versions tested).",
+        pytrace=False,
+    )
