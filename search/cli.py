@@ -235,6 +235,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mlpsearch.single import train_experiment
 
     exp = load_experiment(find_experiment(args.experiment))
+    if args.seed is not None and not 0 <= args.seed < 2**32:
+        raise UsageError(f"--seed: {args.seed} is out of range; allowed: 0 to 2**32 - 1")
     save = Path(args.save) if args.save else Path("results") / exp.study.name / "model.npz"
     check_model_path(save, given=bool(args.save))
     run = train_experiment(exp, seed=args.seed, echo=print)
