@@ -133,7 +133,7 @@ def test_sigterm_and_sighup_stop_like_ctrl_c(tmp_path, sig):
             return None
         return load(results, "sig").get_trials(states=(TrialState.COMPLETE,))
 
-    done_before = wait_for(finished)
+    done_before = wait_for(finished, timeout=300)
     proc.send_signal(sig)
     started = time.monotonic()
     out, err = proc.communicate(timeout=60)
@@ -153,7 +153,7 @@ def test_workers_stop_when_their_parent_is_killed(tmp_path):
     path = slow_experiment(tmp_path, "orphan", n_trials=40)
     results = tmp_path / "r"
     proc = start("run", str(path), "--out", str(results), cwd=tmp_path)
-    wait_for(lambda: running_worker(results, "orphan"))
+    wait_for(lambda: running_worker(results, "orphan"), timeout=300)
     children = _children(proc.pid)
     assert children
     proc.kill()
