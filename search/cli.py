@@ -118,6 +118,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--jobs", type=int, metavar="J", help="worker processes")
     run.add_argument("--seed", type=int, metavar="S", help="study seed")
     run.add_argument("--sampler", metavar="NAME", help="random, grid, tpe or qmc")
+    run.add_argument(
+        "--confirm-top",
+        type=int,
+        metavar="K",
+        help="after the search, re-train the K best configurations on fresh seeds (0: off; "
+        "default: the file's [study] confirm, else 5)",
+    )
+    run.add_argument(
+        "--confirm-seeds",
+        type=int,
+        metavar="S",
+        help="fresh seeds per confirmed configuration (default: the file's, else 3)",
+    )
     run.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: journal file)")
     run.add_argument("--study", metavar="NAME", help="study name (default: from the file)")
     run.add_argument(
@@ -200,13 +213,24 @@ def _checked_int(value: int | None, flag: str, low: int) -> int | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from mlpsearch.config import load_experiment
+    from mlpsearch.config import Confirm, load_experiment
     from mlpsearch.masking import mask, register
     from mlpsearch.runner import run_study
 
     exp = load_experiment(find_experiment(args.experiment))
     register(exp.study.storage)
+    confirm = exp.study.confirm
+    if args.confirm_top is not None or args.confirm_seeds is not None:
+        confirm = Confirm(
+            top=_checked_int(args.confirm_top, "--confirm-top", 0) or 0
+            if args.confirm_top is not None
+            else confirm.top,
+            seeds=_checked_int(args.confirm_seeds, "--confirm-seeds", 1)
+            if args.confirm_seeds is not None
+            else confirm.seeds,
+        )
     exp = exp.replace_study(
+        confirm=confirm,
         name=args.study,
         n_trials=_checked_int(args.n_trials, "--n-trials", 1),
         n_jobs=_checked_int(args.jobs, "--jobs", 1),

@@ -21,6 +21,8 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
+from mlpsearch import trials
+
 # fail_stale_trials and the retry callback are stable in practice but still flagged experimental
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
@@ -28,6 +30,9 @@ HEARTBEAT_SECONDS = 5  # how often a running trial says it is alive
 GRACE_SECONDS = 60  # silence after which a trial of another host is taken for dead
 CLAIM_GRACE_SECONDS = 15  # a claimed trial's worker names itself within milliseconds
 MAX_RETRY = 3  # how often one configuration is re-queued after its worker died
+# What a re-queued trial keeps of the one it replaces: its slot and seed, and for a
+# confirmation trial which search trial and fresh seed it confirms (mlpsearch.confirm).
+KEPT_ON_RETRY = (trials.SLOT, trials.SEED, trials.CONFIRM_OF, trials.CONFIRM_SEED)
 
 WORKER_KEY = "mlpsearch:worker"  # "host:pid:start" of the process running the trial
 BEAT_KEY = "mlpsearch:heartbeat"  # time.time() of the last heartbeat
@@ -123,7 +128,7 @@ class Retry(RetryHeartbeatStaleTrialCallback):
         trial.system_attrs = {
             k: v for k, v in trial.system_attrs.items() if k not in (WORKER_KEY, BEAT_KEY)
         }
-        trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k in ("slot", "seed")}
+        trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k in KEPT_ON_RETRY}
         super().__call__(study, trial)
 
 
@@ -167,9 +172,11 @@ def fail_stale(
         if len(trial.system_attrs.get("retry_history", [])) >= MAX_RETRY:
             reason += f"; not re-queued again (already retried {MAX_RETRY} times)"
         else:
-            reason += "; re-queued"
+            reason += f"; {trials.REQUEUED}"
         try:
-            storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+            storage.set_trial_user_attr(trial_id, trials.FAIL_REASON, reason)
+            if reason.endswith(trials.REQUEUED):  # stopped from outside, not the trial's failure
+                storage.set_trial_user_attr(trial_id, trials.INTERRUPTED, reason)
             if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:

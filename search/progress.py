@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 from optuna.trial import FrozenTrial, TrialState
 
-from mlpsearch.trials import FINISHED, TrialRecord, best
+from mlpsearch import outcomes
+from mlpsearch.trials import FINISHED, RETRY_OF, TrialRecord, best
 
 
 class Progress:
@@ -31,11 +32,14 @@ class Progress:
             self.done_at_start = len(finished)
             self._best_of(finished)
             return
+        retries = {  # interrupted trial -> its re-run, for the lines of interrupted trials
+            t.system_attrs[RETRY_OF]: t.number for t in trials if RETRY_OF in t.system_attrs
+        }
         for r in finished:
             self.seen.add(r.number)
             self._best_of([r])
             self._clear()
-            self.echo(trial_line(r))
+            self.echo(trial_line(r, retries))
         self._draw()
 
     def _best_of(self, trials: list[TrialRecord]) -> None:
@@ -73,16 +77,21 @@ class Progress:
         self._clear()
 
 
-def trial_line(r: TrialRecord) -> str:
-    """One concise line about a finished trial."""
+def trial_line(r: TrialRecord, retries: dict[int, int] | None = None) -> str:
+    """One concise line about a finished trial (``retries``: :func:`outcomes.retried_as`)."""
     shape = f"{r.activation} {list(r.units)}" if r.config else ""
     lr = f"lr {r.setting('learning_rate'):.3g}" if r.config else ""
-    head = f"trial {r.number:>4} {r.state.name.lower():<8}"
+    state = outcomes.outcome(r)
+    head = f"trial {r.number:>4} {state:<8}"
+    if r.is_confirmation:
+        head += f"  confirms trial {r.confirms} (fresh seed {r.confirm_seed})"
     if r.state == TrialState.COMPLETE:
         body = (
             f"val {r.best_val_error:.2%}  train {r.best_train_error:.2%}"
             f"  {r.epochs:>3} ep  {r.seconds or 0:6.1f}s"
         )
+    elif state == "interrupted":
+        body = f"{outcomes.label(r, retries or {})}: {r.interrupted or r.reason}"
     else:
         body = r.reason or ("pruned" if r.state == TrialState.PRUNED else "failed")
     return "  ".join(p for p in (head, body, shape, lr) if p)

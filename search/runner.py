@@ -20,8 +20,9 @@ from pathlib import Path
 
 import optuna
 
-from mlpsearch.config import Experiment, check_memory_for_data
+from mlpsearch import confirm
 from mlpsearch import trials
+from mlpsearch.config import Experiment, check_memory_for_data
 from mlpsearch.data import check_same_data, load_data
 from mlpsearch.engine.files import LockTimeout, write_atomic
 from mlpsearch.errors import ConfigError, Interrupted, RunError
@@ -38,6 +39,7 @@ from mlpsearch.study import (
     queue,
     size,
 )
+from mlpsearch.summary import SUMMARY_FILE, best_text, counts_text, write_summary
 from mlpsearch.workers import WorkerPool, n_workers
 
 MAX_RESTARTS = 3  # worker pools rebuilt after a worker died, per run
@@ -54,7 +56,8 @@ class RunResult:
     n_trials : the study's size.
     finished : trials that ended, here or anywhere.
     ran : trials this run's workers ran.
-    best : the best complete trial, if any.
+    best : the study's best search trial (the confirmed best where confirmed), if any.
+    summary : what ``summary.json`` holds (a run), else None (a join).
     """
 
     study: optuna.Study
@@ -63,6 +66,7 @@ class RunResult:
     finished: int
     ran: int
     best: trials.TrialRecord | None
+    summary: dict | None = None
 
 
 def run_study(
@@ -143,8 +147,8 @@ def _run(
         workers = n_workers(exp.study.n_jobs, waiting, running)
         if folder is None:
             echo(
-                f"joined study {exp.study.name}: {trials.count_finished(study)} of {n_trials} trials "
-                f"finished, {waiting} waiting, {running} running; {workers} workers; "
+                f"joined study {exp.study.name}: {trials.count_finished(study)} of {n_trials} "
+                f"trials finished, {waiting} waiting, {running} running; {workers} workers; "
                 f"storage {mask(url)}"
             )
         else:
@@ -155,8 +159,13 @@ def _run(
                 f"{workers} workers; storage {mask(url)}"
             )
         ran = _work(pool, url, study, storage, n_trials, echo, hint)
+        summary = None
         if folder is not None:
             write_table(study, folder)
+            if exp.study.confirm.on:
+                ran += _confirm(exp, pool, url, study, storage, n_trials, echo, hint)
+                write_table(study, folder)
+            summary = write_summary(study, folder)
     except Exception as err:
         if isinstance(err, Interrupted) and folder is not None and study is not None:
             _keep_table(study, folder)
@@ -165,9 +174,36 @@ def _run(
     finally:
         if pool is not None:
             pool.close()
-    result = RunResult(study, folder, n_trials, trials.count_finished(study), ran, trials.best(study))
-    _say_how_it_ended(result, echo)
+    result = RunResult(
+        study, folder, n_trials, trials.count_finished(study), ran, trials.best(study), summary
+    )
+    _say_how_it_ended(result, url, echo)
     return result
+
+
+def _confirm(
+    exp: Experiment,
+    pool: WorkerPool,
+    url: str,
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    n_trials: int,
+    echo: Callable[[str], None],
+    hint: str,
+) -> int:
+    """Enqueue the confirmation trials of the best configurations (:mod:`mlpsearch.confirm`)
+    that are missing, and run them (with any left from an earlier run); how many ran here."""
+    top, seeds = exp.study.confirm.top, exp.study.confirm.seeds
+    with planning_lock(storage, exp.study.name):
+        confirm.enqueue(study, top, seeds)
+    waiting, running = queue(study)
+    if not (waiting or running):
+        return 0
+    echo(
+        f"confirming the best {top} configurations on {seeds} fresh seeds each: "
+        f"{waiting} trials to run (not counted in n_trials, never pruned)"
+    )
+    return _work(pool, url, study, storage, n_trials + top * seeds, echo, hint)
 
 
 def _work(
@@ -209,19 +245,23 @@ def _work(
         progress.close()
 
 
-def _say_how_it_ended(result: RunResult, echo: Callable[[str], None]) -> None:
-    if result.folder is None:
+def _say_how_it_ended(result: RunResult, url: str, echo: Callable[[str], None]) -> None:
+    """A join: how many trials ran here. A run: the counts by outcome, the confirmed best with
+    its spread, where the table and summary are, and the command to run next."""
+    if result.folder is None or result.summary is None:
         echo(
             f"study {result.study.study_name}: {result.finished} of {result.n_trials} trials "
             f"finished; {result.ran} ran here"
         )
-    elif result.best is not None:
-        best = result.best
-        echo(
-            f"best: trial {best.number}, validation error {best.value:.4f} "
-            f"(train {best.best_train_error:.4f}); "
-            f"table: {result.folder / 'trials.csv'}"
-        )
+        return
+    summary, folder = result.summary, result.folder
+    echo(f"trials: {counts_text(summary['counts'])}")
+    if summary["best"] is not None:
+        echo(f"best: {best_text(summary['best'])}")
+    default = url == default_url(folder.parent, summary["study"])
+    where = str(folder) if default else f"--storage {mask(url)} --study {summary['study']}"
+    echo(f"table: {folder / 'trials.csv'}; summary: {folder / SUMMARY_FILE}")
+    echo(f"next: mlpsearch report {where}")
 
 
 def write_table(study: optuna.Study, folder: Path) -> None:

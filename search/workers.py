@@ -23,6 +23,7 @@ from joblib.externals.loky import get_reusable_executor
 from joblib.externals.loky.process_executor import BrokenProcessPool
 from optuna.trial import TrialState
 
+from mlpsearch import trials
 from mlpsearch.config import Experiment
 from mlpsearch.data import check_same_data, load_data
 from mlpsearch.engine import Diverged
@@ -279,9 +280,8 @@ def _run_claimed(
         raise
     except (Diverged, Exception) as err:  # the trial's own failure; the study goes on
         heartbeat.stop()
-        if "fail_reason" not in trial.user_attrs:  # raised before the objective could say
-            trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}")
-            trial.set_user_attr("traceback", traceback.format_exc())
+        if trials.FAIL_REASON not in trial.user_attrs:  # raised before the objective could say
+            trials.store_failure(trial, f"{type(err).__name__}: {err}", traceback.format_exc())
         study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
     else:
         heartbeat.stop()

@@ -22,7 +22,13 @@ def make_study(results: Path) -> Path:
     """Run a 6-trial random search on digits (a few seconds); its results folder."""
     exp = parse_experiment(
         {
-            "study": {"name": NAME, "n_trials": N_TRIALS, "n_jobs": 1, "seed": 11},
+            "study": {
+                "name": NAME,
+                "n_trials": N_TRIALS,
+                "n_jobs": 1,
+                "seed": 11,
+                "confirm": {"top": 0},
+            },
             "data": {"dataset": "digits"},
             "train": {"epochs": 10, "patience": 4, "batch_size": 32, "schedule": "cosine"},
             "space": {

@@ -262,7 +262,8 @@ def test_exception_inside_a_trial_is_stored_with_its_traceback(tmp_path):
     complete and the run succeeds."""
     path = tmp_path / "e.toml"
     path.write_text(
-        '[study]\nname = "oom"\nn_trials = 6\nn_jobs = 2\nseed = 1\n[data]\ndataset = "digits"\n'
+        '[study]\nname = "oom"\nn_trials = 6\nn_jobs = 2\nseed = 1\nconfirm = { top = 0 }\n'
+        '[data]\ndataset = "digits"\n'
         "[train]\nepochs = 3\n[space]\nhidden_layers = 2\nunits = [16, 60000]\n"
     )
     limit = 8 << 30  # 8 GiB: two layers of 60000 units need 13 GiB; the rest well under 1 GiB
@@ -287,7 +288,7 @@ def test_exception_inside_a_trial_is_stored_with_its_traceback(tmp_path):
         tb = t.user_attrs["traceback"]
         assert tb.startswith("Traceback (most recent call last):") and "MemoryError" in tb
         assert "objective.py" in tb
-    assert "fail      MemoryError" in r.stdout  # the progress line says why
+    assert "failed    MemoryError" in r.stdout  # the progress line says why
 
 
 def test_nan_in_the_data_is_refused_before_any_training(tmp_path):

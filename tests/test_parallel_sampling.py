@@ -21,6 +21,7 @@ def experiment(name: str, sampler: str, n_trials: int, n_jobs: int):
                 "n_trials": n_trials,
                 "n_jobs": n_jobs,
                 "seed": 3,
+                "confirm": {"top": 0},  # the search's own trials only
             },
             "data": {"dataset": "digits"},
             "train": {"epochs": 1, "batch_size": 64},

@@ -27,7 +27,7 @@ from mlpsearch.workers import claim_waiting
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[str, str]:
+def finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[str, str]:
     try:
         return proc.communicate(timeout=timeout)
     finally:

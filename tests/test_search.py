@@ -24,7 +24,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def write_experiment(path: Path, name: str, *, n_trials=6, n_jobs=2, epochs=8, **space) -> Path:
     sections = {
-        "study": {"name": name, "n_trials": n_trials, "n_jobs": n_jobs, "seed": 7},
+        # the search machinery alone: confirmation (tests/test_confirm.py) off
+        "study": {
+            "name": name,
+            "n_trials": n_trials,
+            "n_jobs": n_jobs,
+            "seed": 7,
+            "confirm": {"top": 0},
+        },
         "data": {"dataset": "digits"},
         "train": {"epochs": epochs, "batch_size": 64},
         "space": {
@@ -239,11 +246,15 @@ def test_default_run_completes_on_digits(tmp_path):
     assert result.returncode == 0, result.stderr
     exp = load_experiment(ROOT / "experiments" / "digits_random.toml")
     study = load(tmp_path / "results", "digits_random")
-    trials = study.get_trials()
+    everything = study.get_trials()
+    trials = [t for t in everything if "slot" in t.user_attrs]  # the search's
     assert len(trials) == exp.study.n_trials
+    confirming = [t for t in everything if "confirm_of" in t.user_attrs]  # then, 5 x 3 seeds
+    assert len(confirming) == exp.study.confirm.top * exp.study.confirm.seeds == 15
     failed = [t for t in trials if t.state != TrialState.COMPLETE]
     # a random search over learning rates up to 0.3 meets a few that diverge: failed, not lost
     assert len(failed) < exp.study.n_trials // 10
     assert all(t.user_attrs["fail_reason"].startswith("diverged") for t in failed)
     assert study.best_value < 0.03
-    assert "best: trial" in result.stdout
+    assert "best: trial" in result.stdout and " ± " in result.stdout
+    assert "next: mlpsearch report " in result.stdout
