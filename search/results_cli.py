@@ -133,9 +133,13 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     from mlpsearch.errors import UsageError
     from mlpsearch.rerun import rerun
 
-    if not 0 <= args.seeds <= MAX_SEEDS:
+    if args.seeds < 0:
+        raise UsageError(f"--seeds: {args.seeds} must be >= 0")
+    if args.seeds > MAX_SEEDS:
         raise UsageError(f"--seeds: {args.seeds} is out of range; allowed: 0 to {MAX_SEEDS}")
-    if args.threads is not None and not 1 <= args.threads <= MAX_THREADS:
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads: {args.threads} must be >= 1")
+    if args.threads is not None and args.threads > MAX_THREADS:
         raise UsageError(
             f"--threads: {args.threads} is out of range; allowed: 1 to {MAX_THREADS}"
         )
