@@ -230,6 +230,8 @@ def load_experiment(path: str | Path) -> Experiment:
         raise ConfigError(f"{path}: not a text file") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: invalid TOML: {err}") from None
+    except RecursionError:  # tomllib recurses into nested arrays and tables
+        raise ConfigError(f"{path}: invalid TOML: nested too deeply") from None
     try:
         exp = parse_experiment(doc, source=str(path))
         check_memory(exp.space)
@@ -307,6 +309,29 @@ def check_memory(space: dict[str, Spec], available: int | None = None) -> None:
             f"space: the largest network ({depth} hidden layers of up to {max(widths)} units, "
             f"batch_size {batch}) needs at least {_gib(need)} of memory; this machine has "
             f"{_gib(available)}"
+        )
+
+
+def check_memory_for_data(exp: Experiment, n_in: int, n_out: int, n_rows: int) -> None:
+    """ConfigError when ``exp.study.n_jobs`` workers, each training the largest network of the
+    space on data of ``n_in`` features and ``n_out`` classes, would need more memory than is
+    available now (:func:`mlpsearch.engine.memory.mlp_bytes`: parameters, gradients, optimizer
+    state and the best epoch's copy, and the activations of a batch). Checked once the data is
+    loaded and before the study is created."""
+    from mlpsearch.engine.memory import available_bytes, describe_bytes, mlp_bytes
+
+    space = exp.space
+    depth = _spec_max(space["hidden_layers"])
+    widths = [_spec_max(layer_units(space, i)) for i in range(1, depth + 1)]
+    batch = _spec_max(space["batch_size"])
+    one = mlp_bytes([n_in, *widths, n_out], batch, n_rows)
+    need, have = one * exp.study.n_jobs, available_bytes()
+    if need > have:
+        raise ConfigError(
+            f"space: {exp.study.n_jobs} worker(s) training the largest network ({n_in} inputs, "
+            f"{depth} hidden layers of up to {max(widths)} units, batch_size {batch}) need "
+            f"about {describe_bytes(need)} of memory, and {describe_bytes(have)} is available; "
+            "use smaller layers or fewer jobs"
         )
 
 

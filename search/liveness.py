@@ -62,6 +62,24 @@ def is_dead(identity: str) -> bool:
     return _start_time(int(pid)) != start
 
 
+def is_running_here(identity: str) -> bool:
+    """Whether the worker ``identity`` is a live process of this host that is not stopped.
+
+    Such a worker may be silent (its heartbeat held up by a lock, or starved of the CPU) but it
+    is not dead, and it will finish or fail its trial itself; a stopped one (SIGSTOP, Ctrl-Z)
+    or one of another host is judged by its heartbeat.
+    """
+    host, pid, start = identity.rsplit(":", 2)
+    if host != socket.gethostname() or _start_time(int(pid)) != start:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("T", "t", "Z", "X")
+
+
 class Heartbeat:
     """Marks a running trial as alive: at start, on :meth:`beat`, and from a thread."""
 
@@ -121,7 +139,9 @@ def fail_stale(
 
     A worker is dead when it is a process of this host that no longer exists, or (RDB) when
     Optuna's heartbeat, timed by the database server's clock, is older than the grace period,
-    or (journal) when its own heartbeat is. Each failed trial says why in ``fail_reason``.
+    or (journal) when its own heartbeat is and it is not a running process of this host (a
+    healthy worker whose heartbeat was held up is not failed; a stopped one is). Each failed
+    trial says why in ``fail_reason``.
     """
     now = time.time()
     rdb = isinstance(storage, RDBStorage) and storage.get_heartbeat_interval() is not None
@@ -141,7 +161,7 @@ def fail_stale(
             stale[trial._trial_id] = "worker never started the trial"
         elif is_dead(identity):
             stale[trial._trial_id] = f"worker {identity.rsplit(':', 1)[0]} died"
-        elif not rdb and now - beat > grace:
+        elif not rdb and now - beat > grace and not is_running_here(identity):
             stale[trial._trial_id] = (
                 f"worker {identity.rsplit(':', 1)[0]} silent for {now - beat:.0f} s"
             )

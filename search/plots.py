@@ -136,11 +136,13 @@ def _makers(study: optuna.Study) -> dict[str, Callable[[], Figure]]:
 def save(fig: Figure, path: Path) -> Path:
     """Write ``fig`` (atomically) as a PNG with no date or software version inside, then
     release it."""
-    with _style():  # rendering reads the style too: the same bytes from report or figure()
-        write_atomic(
-            path, lambda f: fig.savefig(f, format="png", dpi=DPI, metadata={"Software": None})
-        )
-    plt.close(fig)  # figures made by pyplot (Optuna's) stay registered until closed
+    try:
+        with _style():  # rendering reads the style too: the same bytes from report or figure()
+            write_atomic(
+                path, lambda f: fig.savefig(f, format="png", dpi=DPI, metadata={"Software": None})
+            )
+    finally:
+        plt.close(fig)  # figures made by pyplot (Optuna's) stay registered until closed
     return path
 
 

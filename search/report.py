@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Callable, Sequence
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,17 +54,27 @@ def write_report(
     study: optuna.Study, folder: Path, *, top: int = TOP, echo: Callable[[str], None] = print
 ) -> Report:
     """Write ``trials.csv``, ``plots/*.png`` and ``report.html`` into ``folder``; print the
-    summary and the ``top`` best trials."""
+    summary and the ``top`` best trials.
+
+    Everything is first written into a staging folder beside them, then renamed into place:
+    a failure (a full disk) leaves the earlier report as it was, with no file of the new one.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    csv = folder / "trials.csv"
-    write_trials_csv(study, csv)
-    trials = records(study)
-    table = top_trials(trials, top)
-    facts = summary(study, trials, folder)
-    plots = write_plots(study, folder / "plots")
-    page = folder / "report.html"
-    write_atomic(page, render_html(study, facts, table, plots))
-    write_summary(study, folder)
+    with staging(folder) as stage:
+        write_trials_csv(study, stage / "trials.csv")
+        trials = records(study)
+        table = top_trials(trials, top)
+        facts = summary(study, trials, folder)
+        staged = write_plots(study, stage / "plots")
+        write_atomic(stage / "report.html", render_html(study, facts, table, staged))
+        (folder / "plots").mkdir(exist_ok=True)
+        plots = [folder / "plots" / p.name for p in staged]
+        for src, dst in zip(staged, plots, strict=True):
+            os.replace(src, dst)
+        csv, page = folder / "trials.csv", folder / "report.html"
+        os.replace(stage / "trials.csv", csv)
+        os.replace(stage / "report.html", page)
+        write_summary(study, folder)
 
     width = max(len(k) for k, _ in facts)
     for key, value in facts:
@@ -78,6 +92,17 @@ def write_report(
         f"{folder / SUMMARY_FILE}"
     )
     return Report(csv, plots, page, table)
+
+
+@contextmanager
+def staging(folder: Path) -> Iterator[Path]:
+    """A fresh hidden folder inside ``folder`` for files written before they are renamed into
+    place (a rename needs no free space); removed afterwards, whatever happened."""
+    stage = Path(tempfile.mkdtemp(prefix=".report-", dir=folder))
+    try:
+        yield stage
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 # --- the content -----------------------------------------------------------------------------

@@ -32,7 +32,7 @@ import numpy as np
 import optuna
 
 from mlpsearch.config import Confirm, Experiment, Fixed, Spec, StudyConfig
-from mlpsearch.data import load_data
+from mlpsearch.data import check_same_data, load_data
 from mlpsearch.engine import MLP, EpochRecord, History, Model, TrainConfig, train
 from mlpsearch.engine.data import Dataset
 from mlpsearch import confirm
@@ -82,6 +82,7 @@ def rerun(
     stored = t.best_val_error
     threads = threads or _threads_of(t, exp)
     data = load_data(exp)
+    check_same_data(study, data, "re-run a trial of", record=False)
     is_best = _is_best(study, t)
     stem = "best" if is_best else f"trial_{t.number}"
 

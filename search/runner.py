@@ -22,11 +22,12 @@ import optuna
 
 from mlpsearch import confirm
 from mlpsearch import trials
-from mlpsearch.config import Experiment
-from mlpsearch.data import load_data
+from mlpsearch.config import Experiment, check_memory_for_data
+from mlpsearch.data import check_same_data, load_data
 from mlpsearch.engine.files import LockTimeout, write_atomic
 from mlpsearch.errors import ConfigError, Interrupted, RunError
 from mlpsearch.liveness import fail_stale
+from mlpsearch.postgres import check_storage_room, connections_needed
 from mlpsearch.progress import Progress
 from mlpsearch.storage import default_url, mask, open_storage
 from mlpsearch.study import (
@@ -110,6 +111,7 @@ def join_study(
     exp = trials.stored_experiment(find_study(storage, study_name, storage_url))
     if n_jobs is not None:
         exp = exp.replace_study(n_jobs=n_jobs)
+    check_storage_room(storage, connections_needed(exp.study.n_jobs), storage_url)
     return _run(exp, storage_url, None, echo, resume_hint, storage)
 
 
@@ -132,15 +134,20 @@ def _run(
     study = pool = None
     try:
         data = load_data(exp)  # bad data stops us before any study exists
-        storage = storage or open_storage(url)
+        check_memory_for_data(exp, data.n_features, data.n_classes, len(data.y_train))
+        storage = storage or open_storage(
+            url, connections=connections_needed(exp.study.n_jobs)
+        )
         if folder is None:
             study = load_study(exp, storage)
+            check_same_data(study, data, "join")
             pool = WorkerPool(exp)
             n_trials = size(exp, study)
         else:
             with planning_lock(storage, exp.study.name):
                 study = open_study(exp, storage)
                 exp = size_target(exp, study, target, echo)
+                check_same_data(study, data)
                 pool = WorkerPool(exp)  # the input is good: they boot while we plan
                 _make_folder(folder)
                 stored = exp.replace_study(storage=mask(url))
@@ -170,6 +177,8 @@ def _run(
                 write_table(study, folder)
             summary = write_summary(study, folder)
     except Exception as err:
+        if isinstance(err, Interrupted) and folder is not None and study is not None:
+            _keep_table(study, folder)
         _raise_run_error(err, study, url, hint)
         raise
     finally:
@@ -272,6 +281,14 @@ def write_table(study: optuna.Study, folder: Path) -> None:
     from mlpsearch.tables import write_trials_csv  # pandas: only the parent needs it
 
     write_trials_csv(study, folder / "trials.csv")
+
+
+def _keep_table(study: optuna.Study, folder: Path) -> None:
+    """trials.csv of an interrupted run (Ctrl-C, SIGTERM, SIGHUP), if it can still be written."""
+    try:
+        write_table(study, folder)
+    except Exception:  # the storage or the disk that stopped us: the message says enough
+        pass
 
 
 # --- what stops a run ------------------------------------------------------------------------

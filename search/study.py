@@ -50,6 +50,11 @@ def open_study(exp: Experiment, storage: optuna.storages.BaseStorage) -> optuna.
     if stored is None:
         study.set_user_attr("experiment", mine)
         study.set_user_attr(trials.EXPERIMENT_TOML, exp.without_storage().to_toml())
+    elif not isinstance(stored, dict):
+        raise ConfigError(
+            f"study {name!r}: its stored experiment identity is damaged ({str(stored)[:40]!r} "
+            "is not a table); not resumed"
+        )
     elif stored != mine:
         changed = sorted(k for k in {*stored, *mine} if stored.get(k) != mine.get(k))
         raise ConfigError(

@@ -9,7 +9,9 @@ on another machine) that died. Each worker's BLAS is held to its share of the co
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -23,7 +25,7 @@ from optuna.trial import TrialState
 
 from mlpsearch import trials
 from mlpsearch.config import Experiment
-from mlpsearch.data import load_data
+from mlpsearch.data import check_same_data, load_data
 from mlpsearch.engine import Diverged
 from mlpsearch.engine.data import Dataset
 from mlpsearch.engine.files import LockTimeout
@@ -34,6 +36,7 @@ from mlpsearch.study import load_study, queue
 from mlpsearch.threads import thread_env, worker_threads
 
 IDLE_POLL_SECONDS = 0.2  # how often an idle worker looks for re-queued trials
+PARENT_POLL_SECONDS = 0.5  # how often a worker looks whether its parent is still there
 WATCH_SECONDS = 0.25  # how often the parent looks at the storage while workers run
 
 # Killed workers leave semaphores that loky's resource tracker removes, with a warning on
@@ -143,22 +146,76 @@ def _boot_quietly(exp: Experiment) -> None:
         pass
 
 
+class Orphaned(BaseException):
+    """The worker's parent is gone (killed, even by SIGKILL): stop at once, claim nothing.
+
+    A BaseException, like KeyboardInterrupt, so that no trial records it as its own failure:
+    the running trial is left to the next run, which sees its worker dead and re-queues it.
+    """
+
+
+_orphaned = threading.Event()
+
+
+def _watch_parent() -> None:
+    """Once per worker process: a thread that notices when the parent is gone."""
+    if getattr(_watch_parent, "started", False):
+        return
+    _watch_parent.started = True  # type: ignore[attr-defined]
+    parent = os.getppid()
+
+    def watch() -> None:
+        while not _orphaned.wait(PARENT_POLL_SECONDS):
+            if os.getppid() != parent:  # re-parented: the parent died
+                _orphaned.set()
+
+    threading.Thread(target=watch, daemon=True, name="mlpsearch-parent-watch").start()
+
+
+def _check_parent() -> None:
+    if _orphaned.is_set():
+        raise Orphaned
+
+
+class _OrphanAwareHeartbeat:
+    """The trial's heartbeat, stopping the trial at its next epoch once the parent is gone."""
+
+    def __init__(self, heartbeat: Heartbeat) -> None:
+        self.heartbeat = heartbeat
+
+    def beat(self) -> None:
+        _check_parent()
+        self.heartbeat.beat()
+
+
 def worker(exp: Experiment, url: str, threads: int) -> int:
     """Claim and run WAITING trials until none waits or runs anywhere; how many it ran.
 
     Runs in a worker process; BLAS is held to ``threads`` threads so that the workers share
     the cores instead of oversubscribing them. While other processes (here or on other
     machines) still run trials, it waits, so that it can take over those of a worker that dies.
+    When its parent is gone it stops within a second or an epoch and the process exits,
+    claiming nothing more.
     """
+    _watch_parent()
+    try:
+        return _work(exp, url, threads)
+    except Orphaned:
+        os._exit(0)  # nobody to report to; loky would wait for the pipe of a dead parent
+
+
+def _work(exp: Experiment, url: str, threads: int) -> int:
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=threads):
         data = _boot(exp)
-        storage = open_storage(url)
+        storage = open_storage(url, create=False)
         study = load_study(exp, storage)
+        check_same_data(study, data, "run trials of", record=False)
         objective = Objective(exp, data)
         ran = 0
         while True:
+            _check_parent()
             fail_stale(study, storage)
             trial_id = claim_waiting(study, storage)
             if trial_id is not None:
@@ -211,7 +268,10 @@ def _run_claimed(
     heartbeat = Heartbeat(storage, trial_id)
     trial = optuna.Trial(study, trial_id)
     try:
-        value = objective(trial, heartbeat)
+        value = objective(trial, _OrphanAwareHeartbeat(heartbeat))
+    except Orphaned:
+        heartbeat.stop()  # no write of ours is under way when it is raised
+        raise
     except optuna.TrialPruned:
         heartbeat.stop()
         study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)

@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -83,6 +84,7 @@ import numpy as np
 
 from ..scaling import Scaling
 from ..files import FileLock, file_lock, write_atomic
+from ..memory import available_bytes, describe_bytes
 from . import download
 from .idx import DataError, read_image_label_pair
 
@@ -126,6 +128,9 @@ _IDX_ROLES = {
 _PARTS = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
 _FORMAT_VERSION = 2  # 2: meta.json holds the scaling, the labels and the feature names
 _CHUNK_ROWS = 4096
+#: Values beyond this magnitude are divided by a power of two before scaling, so that no
+#: difference or square overflows float64 (finite features near 1.7e308 stay finite).
+_HUGE = 2.0**500
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -166,6 +171,28 @@ class Dataset:
             f"Dataset({self.name!r}: {len(self.y_train)} train / {len(self.y_val)} val / "
             f"{len(self.y_test)} test, {self.n_features} features, {self.n_classes} classes)"
         )
+
+    def fingerprint(self) -> dict[str, object]:
+        """What identifies this data: its parts' shapes, its classes and a content hash.
+
+        JSON-able; equal for the same data however it was loaded (memory-mapped or not).
+        """
+        return {
+            "shapes": {p: list(getattr(self, p).shape) for p in _PARTS},
+            "classes": list(self.classes),
+            "sha256": content_hash(self),
+        }
+
+
+def content_hash(ds: Dataset) -> str:
+    """SHA-256 of every part's dtype, shape and bytes (in chunks: memory maps stay mapped)."""
+    digest = hashlib.sha256()
+    for part in _PARTS:
+        arr = getattr(ds, part)
+        digest.update(f"{part}:{arr.dtype.str}:{arr.shape}".encode())
+        for start in range(0, len(arr), _CHUNK_ROWS * 4):
+            digest.update(np.ascontiguousarray(arr[start : start + _CHUNK_ROWS * 4]).data)
+    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,13 +334,16 @@ def _finish(read, val_fraction, seed, scale, identity, slug) -> Dataset:
     ).hexdigest()[:16]  # fmt: skip
     prepared = cache_root() / "prepared" / f"{slug}-{digest}"
     if (prepared / "meta.json").is_file():
-        return _load_prepared(prepared)
+        try:
+            return _load_prepared(prepared)
+        except DataError:  # damaged (a meta.json holding {}, a cut array): built again below
+            pass
     raw = read()
     if (len(raw.y_rest) + len(raw.y_test)) * raw.X_rest.shape[1] * 4 <= LARGE_BYTES:
         return _materialize(raw, val_fraction, seed, scale, _in_memory)
     try:
         with _build_lock(prepared) as locked:
-            if not (prepared / "meta.json").is_file():  # another worker may have built it
+            if not _is_valid_prepared(prepared):  # another worker may have built it
                 _write_prepared(raw, prepared, val_fraction, seed, scale, locked)
     except OSError:  # read-only or full cache: still usable, just not shared
         return _materialize(raw, val_fraction, seed, scale, _in_memory)
@@ -331,6 +361,14 @@ def _build_lock(prepared: Path) -> FileLock:
     prepared.parent.mkdir(parents=True, exist_ok=True)
     lock = prepared.parent / f".{prepared.name}.lock"
     return file_lock(lock, BUILD_LOCK_SECONDS, what=f"data cache {prepared}")
+
+
+def _is_valid_prepared(folder: Path) -> bool:
+    try:
+        _load_prepared(folder)
+    except DataError:
+        return False
+    return True
 
 
 def _write_prepared(raw: _Raw, prepared: Path, val_fraction, seed, scale, locked) -> None:
@@ -354,10 +392,12 @@ def _write_prepared(raw: _Raw, prepared: Path, val_fraction, seed, scale, locked
                 "feature_names": ds.feature_names}  # fmt: skip
         write_atomic(tmp / "meta.json", json.dumps(meta, indent=1))
         del ds
+        if locked and prepared.exists() and not _is_valid_prepared(prepared):
+            shutil.rmtree(prepared)  # a damaged copy of ours: replaced
         try:
             os.rename(tmp, prepared)
         except OSError:
-            if not (prepared / "meta.json").is_file():  # not a lost race: a real failure
+            if not _is_valid_prepared(prepared):  # not a lost race: a real failure
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -370,10 +410,14 @@ def _load_prepared(folder: Path) -> Dataset:
         arrays = {
             p: np.load(folder / f"{p}.npy", mmap_mode="r", allow_pickle=False) for p in _PARTS
         }
-        scaling = Scaling.from_json(meta["scaling"])
-        labels, names = tuple(meta["labels"]), meta["feature_names"]
+        problem = _meta_problem(meta, arrays)
+        if not problem:
+            scaling = Scaling.from_json(meta["scaling"])
+            labels, names = tuple(meta["labels"]), meta["feature_names"]
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise DataError(f"{folder}: damaged prepared dataset ({e}); delete the folder") from None
+        problem = str(e)
+    if problem:
+        raise DataError(f"{folder}: damaged prepared dataset ({problem}); delete the folder")
     return Dataset(
         name=meta["name"],
         **arrays,
@@ -385,6 +429,27 @@ def _load_prepared(folder: Path) -> Dataset:
         labels=labels,
         feature_names=None if names is None else tuple(names),
     )
+
+
+def _meta_problem(meta: object, arrays: dict[str, np.ndarray]) -> str:
+    """What is wrong with a prepared folder's meta.json and arrays ('' if nothing)."""
+    if not isinstance(meta, dict):
+        return "meta.json is not an object"
+    if not isinstance(meta.get("name"), str) or not isinstance(meta.get("source"), str):
+        return "meta.json lacks name or source"
+    classes = meta.get("classes")
+    if not isinstance(classes, list) or len(classes) < 2 or not all(
+        isinstance(c, str) for c in classes
+    ):
+        return "meta.json lacks the class names"
+    width = arrays["X_train"].shape[1] if arrays["X_train"].ndim == 2 else -1
+    for part in ("train", "val", "test"):
+        X, y = arrays[f"X_{part}"], arrays[f"y_{part}"]
+        if X.ndim != 2 or X.shape[1] != width or y.shape != (len(X),) or X.dtype != np.float32:
+            return f"X_{part}/y_{part} have shapes {X.shape}/{y.shape}"
+        if y.dtype != np.int64:
+            return f"y_{part} has dtype {y.dtype}"
+    return ""
 
 
 def _materialize(raw: _Raw, val_fraction, seed, scale, alloc) -> Dataset:
@@ -410,7 +475,15 @@ def _materialize(raw: _Raw, val_fraction, seed, scale, alloc) -> Dataset:
         Xo = alloc(f"X_{part}", (len(rows), X.shape[1]), np.float32)
         for start in range(0, len(rows), _CHUNK_ROWS):
             block = X[rows[start : start + _CHUNK_ROWS]].astype(np.float64)
-            Xo[start : start + len(block)] = (block - offset) / divisor
+            with np.errstate(over="ignore", invalid="ignore"):
+                out = Xo[start : start + len(block)]
+                out[...] = (block - offset) / divisor
+            if not np.isfinite(out).all():
+                r, c = np.argwhere(~np.isfinite(out))[0]
+                raise DataError(
+                    f"{raw.name}: feature {c + 1} of {part} row {start + r + 1} is "
+                    f"{X[rows[start + r], c]!r}, too large for float32 after {scale!r} scaling"
+                )
         yo = alloc(f"y_{part}", (len(rows),), np.int64)
         yo[:] = y[rows]
         parts[f"X_{part}"], parts[f"y_{part}"] = Xo, yo
@@ -580,8 +653,10 @@ def _resolve_user_path(name_or_path, data_dir) -> Path:
             f"unknown dataset {str(name_or_path)!r}: expected one of {', '.join(NAMES)} "
             "or a path to a .npz or .csv file"
         )
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{path}: no such file")
+    if not path.is_file():
+        raise DataError(f"{path}: not a regular file")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file")
     return path
@@ -591,6 +666,7 @@ def _read_npz(path: Path) -> _Raw:
     with open(path, "rb") as f:
         if f.read(4) != b"PK\x03\x04":
             raise DataError(f"{path}: not a .npz archive (save with numpy.savez)")
+    _check_npz_sizes(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             names = list(z.files)
@@ -618,9 +694,64 @@ def _read_npz(path: Path) -> _Raw:
     return _user_raw(path, X, y, test, f"{path} (.npz)")
 
 
+def _check_npz_sizes(path: Path) -> None:
+    """Read the header of each array in the archive and refuse, before loading anything, an
+    array whose declared size does not match the bytes stored for it (a forged or cut header)
+    or whose arrays together would not fit in memory."""
+    total = 0
+    try:
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                name = info.filename.removesuffix(".npy")
+                if name not in ("X", "y", "X_test", "y_test"):
+                    continue
+                with z.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    read_header = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )
+                    shape, _, dtype = read_header(f, max_header_size=100_000)
+                    header_len = f.tell()
+                if any(d < 0 for d in shape):
+                    raise DataError(f"{path}: array {name} declares a negative shape {shape}")
+                if dtype.hasobject:
+                    raise DataError(f"{path}: holds Python objects; save numeric arrays")
+                declared = math.prod(shape) * dtype.itemsize
+                stored = info.file_size - header_len
+                if declared != stored:
+                    raise DataError(
+                        f"{path}: array {name} declares shape {shape} of {dtype} "
+                        f"({describe_bytes(declared)}) but stores {describe_bytes(stored)}; "
+                        "damaged or forged"
+                    )
+                # the array, its float64 working copy per chunk is small; its float32 copy
+                total += declared + math.prod(shape) * 4
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(f"{path}: unreadable .npz ({' '.join(str(e).split())})") from None
+    if total > available_bytes():
+        raise DataError(
+            f"{path}: its arrays need {describe_bytes(total)} of memory (with their float32 "
+            f"copies), more than the {describe_bytes(available_bytes())} available"
+        )
+
+
 def _read_csv(path: Path, label_column: str) -> _Raw:
-    with open(path, encoding="utf-8-sig") as f:
-        header = f.readline()
+    need = path.stat().st_size * 8  # at most one float64 per two bytes, and its copies
+    if need > available_bytes():
+        raise DataError(
+            f"{path}: {describe_bytes(path.stat().st_size)} of text may need up to "
+            f"{describe_bytes(need)} of memory, more than the "
+            f"{describe_bytes(available_bytes())} available"
+        )
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            header = f.readline()
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: {_not_utf8(e)}") from None
     columns = [c.strip().strip('"').strip("'").strip() for c in header.rstrip("\r\n").split(",")]
     if not header.strip():
         raise DataError(f"{path}: empty file (expected a header row)")
@@ -640,8 +771,10 @@ def _read_csv(path: Path, label_column: str) -> _Raw:
             # the label column is read as text (numbers or words), the features as numbers
             data = read(converters={li: lambda _: 0.0})
             labels = read(usecols=[li], dtype=str)[:, 0] if data.shape[0] else None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: {_not_utf8(e)}") from None
     except ValueError as e:
-        reason = str(e).split(";")[0]
+        reason = " ".join(str(e).split(";")[0].split())
         raise DataError(f"{path}: {reason} (rows counted after the header)") from None
     if data.shape[0] == 0:
         raise DataError(f"{path}: empty file (a header but no data rows)")
@@ -664,6 +797,13 @@ def _csv_labels(path: Path, labels: np.ndarray) -> np.ndarray:
         return labels.astype(np.float64)
     except ValueError:
         return labels  # words: kept as text, mapped to 0..k-1 in sorted order
+
+
+def _not_utf8(err: UnicodeDecodeError) -> str:
+    return (
+        f"not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start} of a "
+        "block); save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+    )
 
 
 def _check_arrays(path, X, y, xname, yname, row) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,185 @@
+"""Hostile inputs that must work (not only be refused): finite features near the float64 limit,
+a damaged data cache, comparing a hundred trials, re-running a study known only by its storage;
+and termination signals, handled as Ctrl-C is."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+from optuna.trial import TrialState
+from test_search import cli, load, running_worker, slow_experiment, start, wait_for
+
+from mlpsearch.config import dumps_toml
+from mlpsearch.engine.data import load_dataset
+
+# --- data ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale", ["unit", "standard"])
+def test_features_near_the_float64_limit_stay_finite(tmp_path, scale):
+    rng = np.random.default_rng(0)
+    X = np.clip(rng.normal(size=(120, 3)) / 4, -1, 1)
+    X[:, 0] *= 1.7e308  # finite, but differences and squares overflow
+    X[:, 1] *= 1e200
+    y = np.arange(120) % 2
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    ds = load_dataset(tmp_path / "d.npz", scale=scale)
+    for part in (ds.X_train, ds.X_val, ds.X_test):
+        assert np.isfinite(part).all()
+    if scale == "unit":
+        assert ds.X_train.min() == 0.0 and ds.X_train.max() == 1.0
+    else:
+        assert abs(float(ds.X_train[:, 0].std()) - 1.0) < 1e-3
+    # the ordinary third feature is scaled exactly as before: prescaling touches huge ones only
+    small = load_dataset(_npz(tmp_path / "s.npz", X[:, 2:], y), scale=scale)
+    assert np.array_equal(small.X_train[:, 0], ds.X_train[:, 2])
+
+
+def _npz(path, X, y):
+    np.savez(path, X=X, y=y)
+    return path
+
+
+def test_a_damaged_cache_is_built_again(tmp_path, monkeypatch):
+    """A prepared dataset's meta.json holding {} (or any damage) is ours: rebuilt, not fatal."""
+    monkeypatch.setenv("MLPSEARCH_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 255, size=(700_000, 4)).astype(np.float32)  # over LARGE_BYTES
+    np.savez(tmp_path / "big.npz", X=X, y=np.arange(700_000) % 3)
+    first = load_dataset(tmp_path / "big.npz")
+    (meta,) = (tmp_path / "cache" / "prepared").glob("*/meta.json")
+    assert "memory-mapped" in first.source
+    for damage in ("{}", "[]", '{"name": "x", "classes": "ab", "source": "s"}', "not json"):
+        meta.write_text(damage)
+        again = load_dataset(tmp_path / "big.npz")
+        assert again.fingerprint() == first.fingerprint()
+        assert json.loads(meta.read_text())["name"] == "big"
+
+
+# --- result commands -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hundred(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hundred")
+    (folder / "h.toml").write_text(
+        dumps_toml(
+            {
+                "study": {"name": "h", "n_trials": 100, "n_jobs": 2, "seed": 1},
+                "data": {"dataset": "digits"},
+                "train": {"epochs": 1, "batch_size": 128},
+                "space": {"units": {"low": 4, "high": 16}},
+            }
+        )
+    )
+    r = cli("run", "h.toml", cwd=folder)
+    assert r.returncode == 0, r.stderr
+    return folder
+
+
+def test_compare_a_hundred_trials(hundred):
+    r = cli("compare", "results/h", *map(str, range(100)), cwd=hundred)
+    assert r.returncode == 0, r.stderr
+    (figure,) = (hundred / "results" / "h" / "plots").glob("compare_*.png")
+    assert figure.name.startswith("compare_100_trials_0-99_")
+    assert len(figure.name) < 60
+
+
+def test_rerun_by_storage_makes_its_results_folder(hundred):
+    journal = hundred / "results" / "h" / "journal.log"
+    r = cli("rerun", "--storage", f"journal:{journal}", "--study", "h", "--out", "elsewhere",
+            cwd=hundred)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert (hundred / "elsewhere" / "h" / "best.toml").is_file()
+    assert (hundred / "elsewhere" / "h" / "best_model.npz").is_file()
+
+
+def test_train_saves_into_an_existing_model_file_only(tmp_path):
+    (tmp_path / "f.toml").write_text(
+        dumps_toml(
+            {
+                "study": {"name": "f", "seed": 1},
+                "data": {"dataset": "digits"},
+                "train": {"epochs": 1},
+                "space": {"units": 8},
+            }
+        )
+    )
+    r = cli("train", "f.toml", "--save", "m.npz", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    first = (tmp_path / "m.npz").read_bytes()
+    r = cli("train", "f.toml", "--save", "m.npz", "--seed", "2", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr  # a model of ours is replaced
+    assert (tmp_path / "m.npz").read_bytes() != first
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".m.npz")]  # no temp left
+
+
+# --- termination signals ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_stop_like_ctrl_c(tmp_path, sig):
+    path = slow_experiment(tmp_path, "sig", n_trials=8)
+    results = tmp_path / "r"
+    proc = start("run", str(path), "--out", str(results), cwd=tmp_path)
+
+    def finished():
+        if not running_worker(results, "sig"):
+            return None
+        return load(results, "sig").get_trials(states=(TrialState.COMPLETE,))
+
+    done_before = wait_for(finished, timeout=300)
+    proc.send_signal(sig)
+    started = time.monotonic()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert time.monotonic() - started < 15
+    assert "resume with: mlpsearch run" in err
+    assert "Traceback" not in err
+    study = load(results, "sig")
+    kept = {t.number for t in study.get_trials(states=(TrialState.COMPLETE,))}
+    assert {t.number for t in done_before} <= kept
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    assert (results / "sig" / "trials.csv").is_file()
+
+
+def test_workers_stop_when_their_parent_is_killed(tmp_path):
+    """SIGKILL of the parent alone: its workers notice within seconds and claim nothing more."""
+    path = slow_experiment(tmp_path, "orphan", n_trials=40)
+    results = tmp_path / "r"
+    proc = start("run", str(path), "--out", str(results), cwd=tmp_path)
+    wait_for(lambda: running_worker(results, "orphan"), timeout=300)
+    children = _children(proc.pid)
+    assert children
+    proc.kill()
+    proc.wait(timeout=30)
+    gone = wait_for(lambda: not any(_alive(pid) for pid in children), timeout=30)
+    assert gone, "workers outlived their parent"
+    study = load(results, "orphan")
+    assert len(study.get_trials(states=(TrialState.WAITING,))) > 20  # not run unseen
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in os.listdir("/proc"):
+        if stat.isdigit():
+            try:
+                with open(f"/proc/{stat}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(stat))
+            except (OSError, ValueError, IndexError):
+                pass
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
