@@ -146,8 +146,8 @@ def _run(
         else:
             with planning_lock(storage, exp.study.name):
                 study = open_study(exp, storage)
+                check_same_data(study, data)  # before anything is written to the study
                 exp = size_target(exp, study, target, echo)
-                check_same_data(study, data)
                 pool = WorkerPool(exp)  # the input is good: they boot while we plan
                 _make_folder(folder)
                 stored = exp.replace_study(storage=mask(url))

@@ -519,13 +519,22 @@ def _fit_scaler(raw: _Raw, rows: np.ndarray, scale: str) -> Scaling:
     lo, hi = np.full(d, np.inf), np.full(d, -np.inf)
     for start in range(0, len(rows), _CHUNK_ROWS):
         block = raw.X_rest[rows[start : start + _CHUNK_ROWS]].astype(np.float64)
-        nb, mb = len(block), block.mean(axis=0)
-        delta, total = mb - mean, n + nb
-        m2 += ((block - mb) ** 2).sum(axis=0) + delta**2 * (n * nb / total)
-        mean += delta * (nb / total)
+        with np.errstate(over="ignore", invalid="ignore"):  # huge features: refused below
+            nb, mb = len(block), block.mean(axis=0)
+            delta, total = mb - mean, n + nb
+            m2 += ((block - mb) ** 2).sum(axis=0) + delta**2 * (n * nb / total)
+            mean += delta * (nb / total)
         n = total
         np.minimum(lo, block.min(axis=0), out=lo)
         np.maximum(hi, block.max(axis=0), out=hi)
+    huge = np.maximum(np.abs(lo), np.abs(hi)) > _HUGE  # differences and squares would overflow
+    if huge.any():
+        c = int(np.argmax(huge))
+        raise DataError(
+            f"{raw.name}: feature {c + 1} reaches {max(abs(lo[c]), abs(hi[c])):.3g} in the "
+            f"training part; {scale!r} scaling needs values below 2**500 in magnitude "
+            "(divide the feature by a constant first)"
+        )
     if scale == "unit":
         spread = hi - lo
         return Scaling(scale, lo, np.where(spread > 0, spread, 1.0))
