@@ -1,14 +1,17 @@
 """Two file chores done one way everywhere: atomic writes and bounded file locks (stdlib only).
 
-Every file mlpsearch writes (model files, the data cache, result tables, plots, reports) goes
-through :func:`write_atomic`: the content is written to a uniquely named temporary file in the
-same folder and renamed over the target, so a reader sees the old file or the new one, never
-half of one; concurrent writers never share a temporary name; a failed write (a full disk)
-removes its temporary file and leaves the target as it was.
+Every file mlpsearch writes (model files, the data cache, downloads, result tables, plots,
+reports) goes through :func:`write_atomic`: the content is written to a uniquely named
+temporary file in the same folder and renamed over the target, so a reader sees the old file
+or the new one, never half of one; concurrent writers never share a temporary name; a failed
+write (a full disk) removes its temporary file and leaves the target as it was.
 
-Every lock (the data cache's build lock, the journal's lock) is a :func:`file_lock` with a
-bounded wait: a process that is stopped or hung while holding it makes the others give up with
-:class:`LockTimeout` instead of waiting forever.
+Every lock (the data cache's build lock, the journal's lock, the planning lock) is a
+:class:`FileLock` with a bounded wait: a process that is stopped or hung while holding it makes
+the others give up with :class:`LockTimeout` instead of waiting forever. The kernel releases
+an ``flock`` when its holder dies, so a killed holder never blocks anyone.
+
+``fcntl`` is imported when a lock is first taken, not with the engine.
 """
 
 from __future__ import annotations
@@ -16,16 +19,11 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-try:  # POSIX; elsewhere locks are no-ops and atomic renames still keep files whole
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None
-
+#: Longest sleep between two tries of a busy lock; the first tries come much sooner.
 LOCK_POLL_SECONDS = 0.05
 
 
@@ -33,12 +31,20 @@ class LockTimeout(TimeoutError):
     """A lock was not had within its time limit (its holder is stopped, hung or slow)."""
 
 
-def write_atomic(path: str | os.PathLike, content: str | bytes | Callable[[IO[bytes]], None]) -> None:
+def write_atomic(
+    path: str | os.PathLike, content: str | bytes | Callable[[IO[bytes]], object]
+) -> None:
     """Write ``content`` to ``path`` atomically.
 
-    ``content`` is text (written as UTF-8), bytes, or a function that writes to the binary file
-    object it is given (``np.savez``, ``figure.savefig``, ``df.to_csv`` all take one). The new
-    file gets the permissions a plain ``open(path, "w")`` would give it (0666 less the umask).
+    Parameters
+    ----------
+    path : the file to write; its folder must exist. An existing file is replaced whole.
+    content : text (written as UTF-8), bytes, or a function that writes to the binary file
+        object it is given (``np.savez``, ``figure.savefig``, ``df.to_csv`` all take one).
+
+    The new file keeps the permissions of the file it replaces, or gets those a plain
+    ``open(path, "w")`` would give it (0666 less the umask). Any exception (a full disk, an
+    error raised by ``content``) removes the temporary file and leaves ``path`` as it was.
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -52,47 +58,136 @@ def write_atomic(path: str | os.PathLike, content: str | bytes | Callable[[IO[by
                 content(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, _mode_for(path))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _sync_folder(path.parent)
+
+
+def _mode_for(path: Path) -> int:
+    """The permission bits ``path`` should get: those of the file it replaces, else 0666 less
+    the umask (mkstemp's own 0600 would hide results from other users)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_umask()
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    """The process umask, read without changing it where the system allows (threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: the only portable way to read it is to set it
     os.umask(mask)
     return mask
 
 
-@contextmanager
-def file_lock(path: str | os.PathLike, timeout: float, what: str = "") -> Iterator[bool]:
-    """Hold an exclusive ``flock`` on ``path`` (created if missing), waiting at most ``timeout``.
-
-    Yields True while the lock is held, or False where the file system cannot lock (then the
-    caller proceeds unlocked, as atomic renames still keep files whole). Raises
-    :class:`LockTimeout`, naming ``what`` (or the path), when the lock is not had in time.
-    """
-    if fcntl is None:  # pragma: no cover - Windows
-        yield False
+def _sync_folder(folder: Path) -> None:
+    """Make the rename itself durable (best effort: not every system can sync a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
         return
-    with open(path, "a") as f:
-        deadline = time.monotonic() + timeout
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class FileLock:
+    """An exclusive ``flock`` on a file (created if missing), taken with a bounded wait.
+
+    Usable as a context manager (``with FileLock(p, 30) as held:``, ``held`` False where the
+    file system cannot lock, so that the caller may go on unlocked) and through
+    :meth:`acquire` / :meth:`release`, the interface Optuna's ``JournalFileBackend`` expects
+    of its ``lock_obj``. One object is one lock: it is not re-entrant.
+
+    Parameters
+    ----------
+    path : the lock file.
+    timeout : seconds to wait for a busy lock before raising :class:`LockTimeout`.
+    what : names the locked thing in the timeout's message (default: the lock file).
+    """
+
+    def __init__(self, path: str | os.PathLike, timeout: float, what: str = "") -> None:
+        self.path, self.timeout = Path(path), timeout
+        self.what = what or str(path)
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        """Take the lock: True once held, False where the file system cannot lock.
+
+        Raises :class:`LockTimeout` when another process holds it for ``timeout`` seconds,
+        and OSError when the lock file cannot be opened.
+        """
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: renames still keep files whole
+            return False
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            held = self._wait(fcntl, fd)
+        except BaseException:  # the time limit, or Ctrl-C while waiting
+            os.close(fd)
+            raise
+        if not held:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def _wait(self, fcntl, fd: int) -> bool:
+        deadline = time.monotonic() + self.timeout
+        pause = 0.001  # a busy journal is free again within milliseconds: look again soon
         while True:
             try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
             except BlockingIOError:
-                if time.monotonic() >= deadline:
+                left = deadline - time.monotonic()
+                if left <= 0:
                     raise LockTimeout(
-                        f"{what or path}: locked by another process for over {timeout:g} s "
-                        "(is one stopped or hung?)"
+                        f"{self.what}: another process has held its lock for over "
+                        f"{self.timeout:g} s (is it stopped or hung?)"
                     ) from None
-                time.sleep(LOCK_POLL_SECONDS)
-            except OSError:  # no locking on this file system
-                yield False
-                return
+                time.sleep(min(pause, left))
+                pause = min(pause * 2, LOCK_POLL_SECONDS)
+            except OSError:  # this file system cannot lock (some network file systems)
+                return False
+
+    def release(self) -> None:
+        """Let the lock go (nothing happens if it is not held)."""
+        if self._fd is None:
+            return
+        import fcntl
+
+        fd, self._fd = self._fd, None
         try:
-            yield True
+            fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def file_lock(path: str | os.PathLike, timeout: float, what: str = "") -> FileLock:
+    """An exclusive lock on ``path`` with a bounded wait, for a ``with`` block.
+
+    ``with file_lock(path, 30, "journal x") as held:`` waits at most 30 s (then raises
+    :class:`LockTimeout` naming ``what``); ``held`` is False where the file system cannot
+    lock. See :class:`FileLock`.
+    """
+    return FileLock(path, timeout, what)

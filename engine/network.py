@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .activations import Activation, get_activation
+from .files import write_atomic
 from .initializers import get_initializer
 from .losses import FusedSoftmaxCE
 
@@ -398,7 +399,11 @@ class MLP:
     # ----------------------------------------------------------------- persistence
 
     def save(self, path) -> None:
-        """Write architecture and parameters to an ``.npz`` file (no pickles inside)."""
+        """Write architecture and parameters to an ``.npz`` file (no pickles inside).
+
+        Written atomically (:func:`~mlpsearch.engine.files.write_atomic`): a failed save
+        leaves the previous file at ``path``, or none, never half a model.
+        """
         arrays = {
             "format": np.array(_FORMAT),
             "architecture": np.array(json.dumps(self.architecture(), sort_keys=True)),
@@ -406,8 +411,8 @@ class MLP:
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             arrays[f"W{i}"] = w
             arrays[f"b{i}"] = b
-        with open(path, "wb") as fh:  # exact name: np.savez would append ".npz" to a str path
-            np.savez(fh, **arrays)
+        # into a file object: np.savez would append ".npz" to a name that lacks it
+        write_atomic(path, lambda f: np.savez(f, **arrays))
 
     @classmethod
     def load(cls, path) -> MLP:

@@ -1,12 +1,15 @@
 """The errors mlpsearch reports, and the exit code of each (the command line's one table).
 
 Each is shown as one line with no traceback: bad input exits 2 with nothing written, a run that
-cannot go on exits 1 with every finished trial kept, an interruption exits 130.
+cannot go on exits 1 with every finished trial kept, an interruption exits 130. The engine's
+two errors map here too: ``DataError`` (bad data) is bad input, and ``LockTimeout`` (a lock,
+e.g. the journal's, held too long by a stopped or hung process) stops the run like a RunError.
 """
 
 from __future__ import annotations
 
 from mlpsearch.engine.data import DataError
+from mlpsearch.engine.files import LockTimeout
 
 
 class BadInput(ValueError):
@@ -35,6 +38,6 @@ def exit_code(err: BaseException) -> int | None:
         return 130
     if isinstance(err, BadInput | DataError):
         return 2
-    if isinstance(err, RunError):
+    if isinstance(err, RunError | LockTimeout):
         return 1
     return None

@@ -11,6 +11,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 
 import mlpsearch.engine as engine
@@ -18,6 +19,7 @@ from mlpsearch.engine import MLP, Diverged, EpochRecord, TrainConfig, train
 from mlpsearch.engine.data import Dataset
 from mlpsearch.config import Experiment
 from mlpsearch.space import slot_seed, suggest, trial_config
+from mlpsearch.threads import blas_kernel, blas_threads
 
 
 class Objective:
@@ -30,6 +32,7 @@ class Objective:
     def __init__(self, exp: Experiment, data: Dataset) -> None:
         self.exp, self.data = exp, data
         self.blas_threads = blas_threads()  # the worker's limit, set before it built us
+        self.blas_kernel = blas_kernel()
 
     def __call__(self, trial: optuna.Trial, heartbeat: Any = None) -> float:
         seed = trial.user_attrs.get("seed")
@@ -42,6 +45,8 @@ class Objective:
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
         trial.set_user_attr("blas_threads", self.blas_threads)
+        trial.set_user_attr("blas_kernel", self.blas_kernel)
+        trial.set_user_attr("numpy_version", np.__version__)
         trial.set_user_attr("engine", engine_fingerprint())
 
         records: list[EpochRecord] = []
@@ -114,14 +119,6 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list):
         return [_finite(v) for v in value]
     return value
-
-
-def blas_threads() -> int:
-    """The BLAS thread count in force: bitwise reproduction needs the same one."""
-    from threadpoolctl import threadpool_info
-
-    counts = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
-    return max(counts, default=1)
 
 
 @functools.cache

@@ -39,6 +39,7 @@ from mlpsearch.data import load_data
 from mlpsearch.objective import engine_fingerprint
 from mlpsearch.plots import describe
 from mlpsearch.single import fit, fixed_config
+from mlpsearch.threads import worker_threads
 
 
 @dataclass
@@ -75,7 +76,7 @@ def rerun(
     exp = study_experiment(study, folder)
     config = t.user_attrs["config"]
     stored = t.user_attrs["best_val_error"]
-    threads = threads or blas_threads(t, exp)
+    threads = threads or trial_threads(t, exp)
     data = load_data(exp)
     best = _best_number(study) == t.number
     stem = "best" if best else f"trial_{t.number}"
@@ -184,12 +185,12 @@ def study_experiment(study: optuna.Study, folder: Path) -> Experiment:
     return parse_experiment(tomllib.loads(text), source=source)
 
 
-def blas_threads(t: FrozenTrial, exp: Experiment) -> int:
-    """BLAS threads of the worker that ran ``t``: stored, or cpu_count // n_jobs as the runner."""
+def trial_threads(t: FrozenTrial, exp: Experiment) -> int:
+    """BLAS threads of the worker that ran ``t``: stored, or the runner's share of the cores."""
     stored = t.user_attrs.get("blas_threads")
     if stored:
         return int(stored)
-    return max(1, (os.cpu_count() or 1) // exp.study.n_jobs)
+    return worker_threads(exp.study.n_jobs)
 
 
 def _best_number(study: optuna.Study) -> int | None:

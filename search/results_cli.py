@@ -93,11 +93,11 @@ def _storage_options(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from mlpsearch.errors import ConfigError
+    from mlpsearch.errors import UsageError
     from mlpsearch.report import write_report
 
     if args.top < 1:
-        raise ConfigError(f"--top: {args.top} must be >= 1")
+        raise UsageError(f"--top: {args.top} must be >= 1")
     study, folder = open_results(args.study, args.storage, args.study_name, Path(args.out))
     write_report(study, folder, top=args.top)
     return 0
@@ -105,7 +105,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from mlpsearch.compare import compare
-    from mlpsearch.errors import ConfigError
+    from mlpsearch.errors import UsageError
 
     items = list(args.items)
     if args.study_name or args.storage:  # then a leading non-number is a results folder
@@ -113,23 +113,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
     else:
         study_arg = items.pop(0)
     if not items:
-        raise ConfigError("compare: give at least one trial number after the study")
+        raise UsageError("compare: give at least one trial number after the study")
     bad = [i for i in items if not _is_int(i)]
     if bad:
-        raise ConfigError(f"compare: {bad[0]!r} is not a trial number")
+        raise UsageError(f"compare: {bad[0]!r} is not a trial number")
     study, folder = open_results(study_arg, args.storage, args.study_name, Path(args.out))
     compare(study, [int(i) for i in items], folder)
     return 0
 
 
 def cmd_rerun(args: argparse.Namespace) -> int:
-    from mlpsearch.errors import ConfigError
+    from mlpsearch.errors import UsageError
     from mlpsearch.rerun import rerun
 
     if args.seeds < 0:
-        raise ConfigError(f"--seeds: {args.seeds} must be >= 0")
+        raise UsageError(f"--seeds: {args.seeds} must be >= 0")
     if args.threads is not None and args.threads < 1:
-        raise ConfigError(f"--threads: {args.threads} must be >= 1")
+        raise UsageError(f"--threads: {args.threads} must be >= 1")
     study, folder = open_results(args.study, args.storage, args.study_name, Path(args.out))
     result = rerun(
         study, folder, trial=args.trial, seeds=args.seeds, final=args.final, threads=args.threads
@@ -149,22 +149,22 @@ def open_results(
 ) -> tuple[Any, Path]:
     """The Optuna study and its results folder, from a folder or ``--storage``/``--study``.
 
-    Any problem raises ConfigError with one line (exit 2).
+    Any problem raises UsageError (a bad argument) or ConfigError with one line (exit 2).
     """
     import optuna
 
-    from mlpsearch.errors import ConfigError
+    from mlpsearch.errors import ConfigError, UsageError
     from mlpsearch.storage import mask, open_storage
 
     if storage_url:
         if not study_name:
-            raise ConfigError("--storage needs --study NAME")
+            raise UsageError("--storage needs --study NAME")
         folder = Path(study_arg) if study_arg else out / study_name
         url, name = storage_url, study_name
     else:
         if study_arg is None:
             if not study_name:
-                raise ConfigError(
+                raise UsageError(
                     "which study? give its results folder (e.g. results/NAME) or "
                     "--storage URL --study NAME"
                 )
@@ -184,14 +184,14 @@ def open_results(
 
 
 def _find_folder(study_arg: str, out: Path) -> Path:
-    from mlpsearch.errors import ConfigError
+    from mlpsearch.errors import UsageError
 
     folder = Path(study_arg)
     if folder.is_dir():
         return folder
     if (out / study_arg).is_dir():
         return out / study_arg
-    raise ConfigError(
+    raise UsageError(
         f"study folder not found: {study_arg} (give results/NAME, a folder holding the "
         "study's journal.log, or --storage URL --study NAME)"
     )

@@ -7,6 +7,8 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
+from mlpsearch.engine.files import write_atomic
+
 RESULT_COLUMNS = [
     "train_error",
     "val_error",
@@ -54,7 +56,5 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
 def write_trials_csv(study: optuna.Study, path: Path) -> pd.DataFrame:
     """Write :func:`trials_frame` to ``path`` atomically; returns the frame."""
     frame = trials_frame(study)
-    tmp = path.with_suffix(".csv.tmp")
-    frame.to_csv(tmp, index=False, float_format="%.6g")
-    tmp.replace(path)
+    write_atomic(path, lambda f: frame.to_csv(f, index=False, float_format="%.6g"))
     return frame

@@ -34,7 +34,9 @@ from test_search import (
     write_experiment,
 )
 
-from mlpsearch.storage import fail_stale, open_storage, planning_lock
+from mlpsearch.liveness import fail_stale
+from mlpsearch.storage import open_storage
+from mlpsearch.study import planning_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -375,3 +377,53 @@ def test_worker_on_a_journal_needs_an_existing_study(tmp_path):
     assert "2 of 2 trials finished; 0 ran here" in r.stdout
     assert (results / "done" / "journal.log").read_bytes() == before
     shutil.rmtree(results)
+
+
+HOLD_LOCK = """
+import sys, time
+from mlpsearch.engine.files import FileLock
+assert FileLock(sys.argv[1], timeout=5).acquire()
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_journal_lock_held_by_a_stopped_process_stops_with_one_line(
+    tmp_path, monkeypatch, capsys
+):
+    """A process stopped (SIGSTOP) while it holds the journal's lock: run and worker give up
+    after the journal's lock limit (here 1 s) with one line naming the journal, exit 1, and
+    leave the journal as it was."""
+    import mlpsearch.journal
+    from mlpsearch.cli import main
+
+    path, results = finished_study(tmp_path, "held", n_trials=2)
+    journal = results / "held" / "journal.log"
+    before = journal.read_bytes()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, f"{journal}.flock"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
+        os.kill(holder.pid, signal.SIGSTOP)
+        monkeypatch.setattr(mlpsearch.journal, "JOURNAL_LOCK_SECONDS", 1.0)
+        capsys.readouterr()
+        lines = {}
+        for args in (
+            ["run", str(path), "--n-trials", "3", "--out", str(results)],
+            ["worker", "--storage", f"journal:{journal}", "--study", "held"],
+        ):
+            started = time.monotonic()
+            assert main(args) == 1
+            assert time.monotonic() - started < 30
+            lines[args[0]] = one_error_line(capsys.readouterr().err)
+            assert lines[args[0]].startswith(
+                f"mlpsearch: error: journal {journal}: another process has held its lock for "
+                "over 1 s (is it stopped or hung?)"
+            )
+        assert "finished trials are kept" in lines["run"] and "resume with" in lines["run"]
+    finally:
+        os.kill(holder.pid, signal.SIGCONT)
+        holder.kill()
+        holder.wait(timeout=30)
+    assert journal.read_bytes() == before

@@ -19,8 +19,10 @@ from test_search import slow_experiment, wait_for, write_experiment
 from test_search import start as mlpsearch
 
 from mlpsearch.config import load_experiment
-from mlpsearch.runner import _plan, open_study
-from mlpsearch.storage import BEAT_KEY, WORKER_KEY, claim_waiting, open_storage, planning_lock
+from mlpsearch.liveness import BEAT_KEY, WORKER_KEY
+from mlpsearch.storage import open_storage
+from mlpsearch.study import open_study, plan, planning_lock
+from mlpsearch.workers import claim_waiting
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -144,7 +146,7 @@ def test_trial_of_a_silent_machine_is_taken_over(postgres, tmp_path):  # noqa: F
     exp = load_experiment(path)
     with planning_lock(storage, "silent"):
         study = open_study(exp, storage)
-        _plan(exp, study, storage, echo=lambda line: None)
+        plan(exp, study, storage, echo=lambda line: None)
     trial_id = claim_waiting(study, storage)  # "machine B" takes a trial ...
     storage.set_trial_system_attr(trial_id, WORKER_KEY, "machine-b:4242:99")
     storage.set_trial_system_attr(trial_id, BEAT_KEY, time.time())

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -16,6 +17,7 @@ from optuna.trial import TrialState
 from mlpsearch.config import dumps_toml, load_experiment
 from mlpsearch.runner import run_study
 from mlpsearch.storage import default_url, open_storage
+from mlpsearch.threads import blas_kernel, worker_threads
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,6 +92,8 @@ def test_two_workers_finish_every_trial_once(tmp_path):
     assert len({t.user_attrs["pid"] for t in trials}) == 2  # both workers took trials
     for t in trials:
         a = t.user_attrs
+        assert a["blas_threads"] == worker_threads(2)  # the workers' share of the cores
+        assert a["blas_kernel"] == blas_kernel() and a["numpy_version"] == np.__version__
         assert len(a["curve_val_error"]) == a["epochs"] > 0
         assert t.value == a["best_val_error"] == min(a["curve_val_error"])
         assert len(a["dead_fraction"]) == len(a["config"]["model"]["layer_sizes"]) - 2

@@ -49,7 +49,8 @@ prepared once into ``<cache>/prepared/<name>-<key>/`` (``X_train.npy``, ``y_trai
 ``X_val.npy``, ``y_val.npy``, ``X_test.npy``, ``y_test.npy``, ``meta.json``), where ``key`` hashes
 the source files' path, size and mtime, ``val_fraction``, ``seed``, ``scale`` and
 ``label_column``. One worker builds it (a ``flock`` on ``.<name>-<key>.lock`` makes the others
-wait) under a temporary name and renames it, so concurrent workers never see half of it; every
+wait, at most :data:`BUILD_LOCK_SECONDS`: past that each uses its data in memory, unshared)
+under a temporary name and renames it, so concurrent workers never see half of it; every
 call then returns read-only memory maps of it, and worker processes share the same page-cache
 pages instead of each holding a copy. A changed source file gets a new key; old folders are not
 deleted automatically (about 220 MB each for the MNIST family). All returned arrays are
@@ -71,7 +72,6 @@ import shutil
 import tempfile
 import warnings
 import zipfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from importlib import resources
@@ -79,12 +79,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import FileLock, file_lock, write_atomic
 from . import download
-
-try:
-    import fcntl
-except ImportError:  # Windows: no build lock (see _build_lock)
-    fcntl = None
 from .idx import DataError, read_image_label_pair
 
 __all__ = ["DataError", "Dataset", "load_dataset", "stratified_split", "cache_root", "NAMES"]
@@ -96,6 +92,8 @@ TEST_FRACTION = 0.2
 TEST_SEED = 20_231_117
 #: Feature arrays larger than this (in float32 bytes) are prepared once as memory-mapped .npy.
 LARGE_BYTES = 10 * 2**20
+#: Longest wait for another worker building the same prepared folder (a few seconds normally).
+BUILD_LOCK_SECONDS = 300.0
 #: System folders searched after the cache, per dataset.
 SYSTEM_DIRS: dict[str, list[str]] = {"fashion-mnist": ["/usr/share/datasets/fashion-mnist"]}
 
@@ -311,27 +309,17 @@ def _finish(read, val_fraction, seed, scale, identity, slug) -> Dataset:
     return _load_prepared(prepared)
 
 
-@contextmanager
-def _build_lock(prepared: Path):
-    """Hold an exclusive lock on ``.<prepared>.lock`` (POSIX) so one worker builds at a time.
+def _build_lock(prepared: Path) -> FileLock:
+    """The lock on ``.<prepared>.lock`` that one worker holds while it builds ``prepared``.
 
-    Yields whether the lock is held. Without ``fcntl`` (Windows) or when locking fails (some
-    network file systems), workers build in parallel and the atomic rename picks one result.
+    Its ``with`` block yields whether the lock is held: where the file system cannot lock,
+    workers build in parallel and the atomic rename picks one result. A builder stopped or
+    hung for :data:`BUILD_LOCK_SECONDS` makes the others give up (LockTimeout, an OSError),
+    and each then uses the data in memory, unshared.
     """
     prepared.parent.mkdir(parents=True, exist_ok=True)
-    if fcntl is None:
-        yield False
-        return
-    with open(prepared.parent / f".{prepared.name}.lock", "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX)
-        except OSError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    lock = prepared.parent / f".{prepared.name}.lock"
+    return file_lock(lock, BUILD_LOCK_SECONDS, what=f"data cache {prepared}")
 
 
 def _write_prepared(raw: _Raw, prepared: Path, val_fraction, seed, scale, locked) -> None:
@@ -352,7 +340,7 @@ def _write_prepared(raw: _Raw, prepared: Path, val_fraction, seed, scale, locked
             getattr(ds, part).flush()
         meta = {"version": _FORMAT_VERSION, "name": ds.name, "classes": list(ds.classes),
                 "source": ds.source}  # fmt: skip
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        write_atomic(tmp / "meta.json", json.dumps(meta, indent=1))
         del ds
         try:
             os.rename(tmp, prepared)

@@ -1,8 +1,9 @@
 """Download the MNIST-family IDX files from their public mirrors, checked against checksums.
 
-Each file is streamed into a temporary file next to its destination, its length checked against
-``Content-Length`` and its MD5 against the published value, and only then renamed into place:
-an interrupted, truncated or altered transfer never leaves a file that looks valid.
+Each file is streamed into a temporary file next to its destination (``write_atomic``), its
+length checked against ``Content-Length`` and its MD5 against the published value, and only
+then renamed into place: an interrupted, truncated or altered transfer never leaves a file that
+looks valid.
 
 The checksums are the MD5 digests of the published ``.gz`` files, as listed by torchvision
 (``torchvision/datasets/mnist.py``).
@@ -18,10 +19,10 @@ import hashlib
 import http.client
 import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 
+from ..files import write_atomic
 from .idx import DataError
 
 __all__ = ["CHECKSUMS", "MIRRORS", "TIMEOUT", "FILES", "download_file", "mirrors_for"]
@@ -123,19 +124,13 @@ def download_file(name: str, filename: str, dest_dir: str | os.PathLike) -> str:
     for base in mirrors_for(name):
         url = base + filename
         print(f"mlpsearch: downloading {url}", file=sys.stderr)
-        fd, tmp_path = tempfile.mkstemp(prefix=f".{filename}.", suffix=".part", dir=dest_dir)
         try:
-            with os.fdopen(fd, "wb") as tmp:
-                _fetch(url, tmp, md5)
-            os.replace(tmp_path, dest)
+            write_atomic(dest, lambda tmp: _fetch(url, tmp, md5))  # noqa: B023 (called here)
             return dest
         except (OSError, DataError, ValueError, http.client.HTTPException) as e:
             # URLError, HTTPError and timeouts are OSErrors; ValueError: a bad Content-Length.
             reason = e.reason if isinstance(e, urllib.error.URLError) else e
             failures.append(f"{url}: {reason}")
-        finally:
-            if os.path.exists(tmp_path):
-                os.unlink(tmp_path)
     if not failures:
         raise DataError(f"no download mirror is known for {name!r}")
     raise DataError(f"download of {filename} failed: " + "; ".join(failures))

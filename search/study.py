@@ -1,0 +1,226 @@
+"""A study and its plan: open or create it, its identity, sampler and pruner, and its slots.
+
+A study of ``n_trials`` trials has the *slots* ``0 .. n_trials-1``. Planning enqueues one
+WAITING trial per slot not yet taken, with its training seed and, for random and grid search,
+its parameters already drawn, so that the configurations do not depend on how many workers run
+them. Planning happens under :func:`planning_lock`, so that parents started together on one
+storage enqueue each slot once.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Any
+
+import optuna
+from optuna.storages import RDBStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from mlpsearch import space
+from mlpsearch.config import Experiment, parse_experiment
+from mlpsearch.engine.files import file_lock
+from mlpsearch.errors import ConfigError
+from mlpsearch.journal import journal_path
+from mlpsearch.liveness import fail_stale
+from mlpsearch.storage import LOCK_SECONDS, database_lock, mask
+
+
+def open_study(exp: Experiment, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    """Create the study, or load it after checking it was made from the same experiment.
+
+    An existing study is only read here: a refused resume leaves it byte for byte as it was
+    (the journal's ``create_study`` would append a record even when the study exists).
+    """
+    name = exp.study.name
+    if name in optuna.get_all_study_names(storage):
+        study = load_study(exp, storage)
+    else:
+        study = optuna.create_study(
+            study_name=name,
+            storage=storage,
+            direction="minimize",
+            sampler=make_sampler(exp),
+            pruner=make_pruner(exp),
+            load_if_exists=True,
+        )
+    stored = study.user_attrs.get("experiment")
+    mine = identity(exp)
+    if stored is None:
+        study.set_user_attr("experiment", mine)
+        study.set_user_attr("experiment_toml", exp.without_storage().to_toml())
+    elif stored != mine:
+        changed = sorted(k for k in {*stored, *mine} if stored.get(k) != mine.get(k))
+        raise ConfigError(
+            f"study {name!r} already exists with a different experiment "
+            f"({', '.join(changed)} changed); use --study NAME for a new study"
+        )
+    return study
+
+
+def load_study(exp: Experiment, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    """The existing study of ``exp``, with the experiment's sampler and pruner."""
+    return optuna.load_study(
+        study_name=exp.study.name,
+        storage=storage,
+        sampler=make_sampler(exp),
+        pruner=make_pruner(exp),
+    )
+
+
+def find_study(storage: optuna.storages.BaseStorage, name: str, url: str) -> optuna.Study:
+    """The study ``name`` in the storage of ``url``; ConfigError (one line) if it has none."""
+    names = optuna.get_all_study_names(storage)
+    if name not in names:
+        held = ", ".join(sorted(names)) or "no study"
+        raise ConfigError(
+            f"--study: no study {name!r} in {mask(url)} (it holds: {held}); "
+            "create it with mlpsearch run EXPERIMENT --storage URL"
+        )
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def identity(exp: Experiment) -> dict[str, str]:
+    """What must not change when a study is resumed (n_trials and n_jobs may)."""
+    return {
+        "sampler": exp.study.sampler,
+        "seed": str(exp.study.seed),
+        "pruner": exp.study.pruner,
+        "data": repr(exp.data),
+        "train": repr(sorted(exp.train.items())),
+        **{f"space.{k}": repr(v) for k, v in sorted(exp.space.items())},
+    }
+
+
+def make_sampler(exp: Experiment) -> optuna.samplers.BaseSampler:
+    seed = exp.study.seed
+    if exp.study.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+    if exp.study.sampler == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, scramble=True)
+    return optuna.samplers.RandomSampler(seed=seed)  # random and grid trials come enqueued
+
+
+def make_pruner(exp: Experiment) -> optuna.pruners.BasePruner:
+    if exp.study.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=3)
+    if exp.study.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=2, max_resource=exp.train["epochs"])
+    return optuna.pruners.NopPruner()
+
+
+# --- planning the slots ----------------------------------------------------------------------
+
+
+@contextmanager
+def planning_lock(storage: optuna.storages.BaseStorage, study_name: str) -> Iterator[None]:
+    """Held while a parent creates or loads a study and enqueues its slots.
+
+    Two ``mlpsearch run`` started at the same moment on a fresh study would otherwise both
+    see no slot taken and enqueue every slot twice. Journal and SQLite files: a file lock
+    beside the file; PostgreSQL: a session advisory lock (released by the server if we die).
+    The wait is bounded (:data:`~mlpsearch.storage.LOCK_SECONDS`, then LockTimeout).
+    """
+    journal = journal_path(storage)
+    if journal is not None:
+        lock: Any = file_lock(f"{journal}.plan", LOCK_SECONDS, f"journal {journal} (planning)")
+    elif isinstance(storage, RDBStorage):
+        lock = database_lock(storage.engine, f"mlpsearch:plan:{study_name}")
+    else:
+        lock = nullcontext()
+    with lock:
+        yield
+
+
+def plan(
+    exp: Experiment,
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    echo: Callable[[str], None],
+) -> int:
+    """Re-queue trials of dead workers and enqueue the missing slots; the study's size."""
+    requeued = fail_stale(study, storage)
+    if requeued:
+        echo(f"re-queued trial(s) {requeued}: their workers died")
+    n_trials = exp.study.n_trials
+    configs: list[dict] | None = None
+    if exp.study.sampler == "grid":
+        configs = space.grid(exp)
+        if n_trials > len(configs):
+            echo(f"the grid has {len(configs)} configurations; running all of them")
+            n_trials = len(configs)
+    taken = _taken_slots(study)
+    for slot in range(n_trials):
+        if slot in taken:
+            continue
+        if configs is not None:
+            params = configs[slot]
+        elif exp.study.sampler == "random":
+            params = space.draw_random(exp, slot)
+        else:
+            params = {}  # TPE and QMC sample in the worker, knowing the trials before
+        seed = space.slot_seed(exp.study.seed, slot)
+        study.enqueue_trial(params, user_attrs={"slot": slot, "seed": seed})
+    return max(n_trials, max(taken, default=-1) + 1)
+
+
+def size(exp: Experiment, study: optuna.Study) -> int:
+    """How many trials the study has without planning: ``n_trials``, or more if extended."""
+    slots = {
+        t.user_attrs["slot"] for t in study.get_trials(deepcopy=False) if "slot" in t.user_attrs
+    }
+    return max(exp.study.n_trials, max(slots, default=-1) + 1)
+
+
+def _taken_slots(study: optuna.Study) -> set[int]:
+    """Slots with a trial that is waiting, running or finished and not superseded by a retry."""
+    trials = study.get_trials(deepcopy=False)
+    superseded = {
+        t.system_attrs["failed_trial"] for t in trials if "failed_trial" in t.system_attrs
+    }
+    return {
+        t.user_attrs["slot"]
+        for t in trials
+        if "slot" in t.user_attrs and t.number not in superseded
+    }
+
+
+def queue(study: optuna.Study) -> tuple[int, int]:
+    """How many trials are waiting and how many are running."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+    waiting = sum(1 for t in trials if t.state == TrialState.WAITING)
+    return waiting, len(trials) - waiting
+
+
+# --- what the study holds (the trial-record module reads these) ------------------------------
+
+
+def stored_experiment(study: optuna.Study) -> Experiment:
+    """The experiment a study was created from (its ``experiment_toml`` user attribute)."""
+    text = study.user_attrs.get("experiment_toml")
+    if not isinstance(text, str):
+        raise ConfigError(
+            f"study {study.study_name!r} holds no experiment (it was not created by "
+            "mlpsearch run); nothing to join"
+        )
+    try:
+        return parse_experiment(tomllib.loads(text), source=f"study {study.study_name}")
+    except (tomllib.TOMLDecodeError, ConfigError) as err:
+        raise ConfigError(f"study {study.study_name!r}: its stored experiment: {err}") from None
+
+
+def n_finished(study: optuna.Study) -> int:
+    """Trials that ended (complete, pruned, or failed for a reason of their own)."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    return len(trials) + sum(
+        1
+        for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+        if not str(t.user_attrs.get("fail_reason", "")).endswith("re-queued")
+    )
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The complete trial of lowest validation error (the lowest number among equals)."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return min(complete, key=lambda t: (t.value, t.number)) if complete else None
