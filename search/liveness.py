@@ -21,6 +21,8 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
+from mlpsearch import queries
+
 # fail_stale_trials and the retry callback are stable in practice but still flagged experimental
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
@@ -124,7 +126,7 @@ def fail_stale(
     if rdb:  # Optuna's heartbeat: what optuna.storages.fail_stale_trials looks at
         for trial_id in storage._get_stale_trial_ids(study._study_id):
             stale[trial_id] = f"worker silent for over {grace:.0f} s (no heartbeat)"
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    for trial in queries.running(study, storage):
         if trial._trial_id in stale:
             continue
         identity = trial.system_attrs.get(WORKER_KEY)

@@ -27,6 +27,7 @@ from mlpsearch.engine.files import LockTimeout, write_atomic
 from mlpsearch.errors import ConfigError, Interrupted, RunError
 from mlpsearch.liveness import fail_stale
 from mlpsearch.progress import Progress
+from mlpsearch.queries import FinishedTrials
 from mlpsearch.storage import default_url, mask, open_storage
 from mlpsearch.study import (
     best_trial,
@@ -133,7 +134,7 @@ def _run(
                 stored = exp.replace_study(storage=mask(url))
                 write_atomic(folder / "experiment.toml", stored.to_toml())
                 n_trials = plan(exp, study, storage, echo)
-        waiting, running = queue(study)
+        waiting, running = queue(study, storage)
         workers = n_workers(exp.study.n_jobs, waiting, running)
         if folder is None:
             echo(
@@ -173,9 +174,10 @@ def _work(
 ) -> int:
     """Run the workers until no trial waits or runs; restart them if one is killed."""
     progress = Progress(n_trials, echo=echo)
+    finished = FinishedTrials(study, storage)  # each finished trial read once
 
     def watch() -> None:
-        progress.update(study.get_trials(deepcopy=False))
+        progress.update(finished.new())
 
     watch()
     restarts = ran = 0

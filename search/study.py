@@ -18,7 +18,7 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from mlpsearch import space
+from mlpsearch import queries, space
 from mlpsearch.config import Experiment, parse_experiment
 from mlpsearch.engine.files import file_lock
 from mlpsearch.errors import ConfigError
@@ -186,11 +186,10 @@ def _taken_slots(study: optuna.Study) -> set[int]:
     }
 
 
-def queue(study: optuna.Study) -> tuple[int, int]:
+def queue(study: optuna.Study, storage: optuna.storages.BaseStorage) -> tuple[int, int]:
     """How many trials are waiting and how many are running."""
-    trials = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
-    waiting = sum(1 for t in trials if t.state == TrialState.WAITING)
-    return waiting, len(trials) - waiting
+    counts = queries.count_states(study, storage)
+    return counts[TrialState.WAITING], counts[TrialState.RUNNING]
 
 
 # --- what the study holds (the trial-record module reads these) ------------------------------

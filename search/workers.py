@@ -21,6 +21,7 @@ from joblib.externals.loky import get_reusable_executor
 from joblib.externals.loky.process_executor import BrokenProcessPool
 from optuna.trial import TrialState
 
+from mlpsearch import queries
 from mlpsearch.config import Experiment
 from mlpsearch.data import load_data
 from mlpsearch.engine import Diverged
@@ -28,6 +29,7 @@ from mlpsearch.engine.data import Dataset
 from mlpsearch.engine.files import LockTimeout
 from mlpsearch.liveness import Heartbeat, fail_stale
 from mlpsearch.objective import Objective
+from mlpsearch.queries import claim_waiting
 from mlpsearch.storage import open_storage
 from mlpsearch.study import load_study, queue
 from mlpsearch.threads import thread_env, worker_threads
@@ -80,7 +82,7 @@ class WorkerPool:
         worker's own error) stops them and is raised. Either way the trials they were running
         are failed and re-queued.
         """
-        count = n_workers(self.exp.study.n_jobs, *queue(study))
+        count = n_workers(self.exp.study.n_jobs, *queue(study, storage))
         if count == 0:
             return False, 0
         pending = {
@@ -154,7 +156,7 @@ def worker(exp: Experiment, url: str, threads: int) -> int:
     with threadpool_limits(limits=threads):
         data = _boot(exp)
         storage = open_storage(url)
-        study = load_study(exp, storage)
+        study = queries.direct(load_study(exp, storage), storage)
         objective = Objective(exp, data)
         ran = 0
         while True:
@@ -163,25 +165,10 @@ def worker(exp: Experiment, url: str, threads: int) -> int:
             if trial_id is not None:
                 run_trial(study, storage, objective, trial_id)
                 ran += 1
-            elif study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            elif queries.running(study, storage):
                 time.sleep(IDLE_POLL_SECONDS)
             else:
                 return ran
-
-
-def claim_waiting(study: optuna.Study, storage: optuna.storages.BaseStorage) -> int | None:
-    """Atomically take a WAITING trial (WAITING -> RUNNING); its id, or None if none is left.
-
-    Like ``Study.ask`` without its fallback of creating a fresh trial, so that a study never
-    runs more trials than it enqueued, however many workers race for the last one.
-    """
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        try:
-            if storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
-                return trial._trial_id
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
-    return None
 
 
 def run_trial(
