@@ -77,9 +77,10 @@ class Heartbeat:
             return
         self._last = now
         try:
-            self.storage.set_trial_system_attr(self.trial_id, BEAT_KEY, now)
-            if isinstance(self.storage, RDBStorage):
+            if isinstance(self.storage, RDBStorage):  # Optuna's, timed by the database
                 self.storage.record_heartbeat(self.trial_id)
+            else:
+                self.storage.set_trial_system_attr(self.trial_id, BEAT_KEY, now)
         except optuna.exceptions.UpdateFinishedTrialError:
             self._stop.set()  # somebody failed this trial as stale; nothing more to say
 

@@ -36,6 +36,7 @@ from mlpsearch.threads import thread_env, worker_threads
 
 IDLE_POLL_SECONDS = 0.2  # how often an idle worker looks for re-queued trials
 WATCH_SECONDS = 0.25  # how often the parent looks at the storage while workers run
+LIVENESS_SECONDS = 1.0  # how often a worker looks for trials of dead workers (grace: 60 s)
 
 # Killed workers leave semaphores that loky's resource tracker removes, with a warning on
 # stderr at exit that only says so; the tracker takes its warning filters from ours.
@@ -159,8 +160,11 @@ def worker(exp: Experiment, url: str, threads: int) -> int:
         study = queries.direct(load_study(exp, storage), storage)
         objective = Objective(exp, data)
         ran = 0
+        checked = -LIVENESS_SECONDS
         while True:
-            fail_stale(study, storage)
+            if time.monotonic() - checked >= LIVENESS_SECONDS:  # not before every short trial
+                fail_stale(study, storage)
+                checked = time.monotonic()
             trial_id = claim_waiting(study, storage)
             if trial_id is not None:
                 run_trial(study, storage, objective, trial_id)
