@@ -17,14 +17,12 @@ an ``flock`` when its holder dies, so a killed holder never blocks anyone.
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
-import time
+import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
-
-#: Longest sleep between two tries of a busy lock; the first tries come much sooner.
-LOCK_POLL_SECONDS = 0.05
+from typing import IO, Any
 
 
 class LockTimeout(TimeoutError):
@@ -135,34 +133,21 @@ class FileLock:
             return False
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         try:
-            held = self._wait(fcntl, fd)
-        except BaseException:  # the time limit, or Ctrl-C while waiting
-            os.close(fd)
-            raise
-        if not held:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # busy: wait, at most timeout (the wait owns fd from here)
+            if not _wait_for_lock(fcntl, fd, self.timeout):
+                raise LockTimeout(
+                    f"{self.what}: another process has held its lock for over "
+                    f"{self.timeout:g} s (is it stopped or hung?)"
+                ) from None
+        except OSError:  # this file system cannot lock (some network file systems)
             os.close(fd)
             return False
+        except BaseException:
+            os.close(fd)
+            raise
         self._fd = fd
         return True
-
-    def _wait(self, fcntl, fd: int) -> bool:
-        deadline = time.monotonic() + self.timeout
-        pause = 0.001  # a busy journal is free again within milliseconds: look again soon
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return True
-            except BlockingIOError:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise LockTimeout(
-                        f"{self.what}: another process has held its lock for over "
-                        f"{self.timeout:g} s (is it stopped or hung?)"
-                    ) from None
-                time.sleep(min(pause, left))
-                pause = min(pause * 2, LOCK_POLL_SECONDS)
-            except OSError:  # this file system cannot lock (some network file systems)
-                return False
 
     def release(self) -> None:
         """Let the lock go (nothing happens if it is not held)."""
@@ -181,6 +166,103 @@ class FileLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _wait_for_lock(fcntl: Any, fd: int, timeout: float) -> bool:
+    """Wait at most ``timeout`` seconds for the lock on ``fd``: True once held.
+
+    The wait is a blocking ``flock``, so the kernel hands the lock over the moment it is
+    free: polling instead (sleep, try again) leaves the lock idle between tries, and handing
+    it over through a second thread cost a busy journal a quarter of its trials per second
+    (``experiments/benchmarks/load.py``). So the main thread waits itself, with a one-shot
+    SIGALRM to stop waiting; other threads, or a process whose SIGALRM is in use, wait in a
+    helper thread. On False or an exception (Ctrl-C), ``fd`` is closed (by the helper thread
+    if it has one, letting go of the lock at once if it gets it later).
+    """
+    if _alarm_is_free():
+        return _wait_with_alarm(fcntl, fd, timeout)
+    return _wait_in_thread(fcntl, fd, timeout)
+
+
+class _WaitedTooLong(Exception):
+    pass
+
+
+def _alarm_is_free() -> bool:
+    return (
+        hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, signal.SIG_IGN)
+        and signal.getitimer(signal.ITIMER_REAL)[0] == 0
+    )
+
+
+def _wait_with_alarm(fcntl: Any, fd: int, timeout: float) -> bool:
+    waiting = [True]
+
+    def stop_waiting(signum: int, frame: object) -> None:
+        if waiting[0]:  # one shot: after the lock is had it does nothing
+            raise _WaitedTooLong
+
+    previous = signal.signal(signal.SIGALRM, stop_waiting)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            waiting[0] = False
+        except _WaitedTooLong:  # (also if it came just after the flock: its fd is closed)
+            waiting[0] = False
+            os.close(fd)
+            return False
+        except BaseException:
+            waiting[0] = False
+            os.close(fd)
+            raise
+    finally:
+        waiting[0] = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    return True
+
+
+def _wait_in_thread(fcntl: Any, fd: int, timeout: float) -> bool:
+    held = threading.Event()
+    guard = threading.Lock()
+    state: dict[str, Any] = {"abandoned": False, "error": None}
+
+    def wait() -> None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as err:
+            state["error"] = err
+        with guard:
+            if not state["abandoned"]:
+                held.set()
+                return
+        if state["error"] is None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+    threading.Thread(target=wait, name="file-lock-wait", daemon=True).start()
+    try:
+        held.wait(timeout)
+    except BaseException:  # Ctrl-C while waiting: give up, and let go if it was just had
+        with guard:
+            state["abandoned"] = True
+            got = held.is_set()
+        if got:
+            if state["error"] is None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+        raise
+    with guard:
+        if not held.is_set():
+            state["abandoned"] = True
+            return False
+    if state["error"] is not None:
+        os.close(fd)
+        raise state["error"]
+    return True
 
 
 def file_lock(path: str | os.PathLike, timeout: float, what: str = "") -> FileLock:

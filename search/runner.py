@@ -98,7 +98,7 @@ def join_study(
     The experiment comes from the study itself (stored by the ``run`` that created it), so
     every machine trains the same way; its data must be reachable under the same name here.
     """
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage = open_storage(storage_url, create=False)
     exp = stored_experiment(find_study(storage, study_name, storage_url))
     if n_jobs is not None:
@@ -116,7 +116,9 @@ def _run(
 ) -> RunResult:
     """The body of a run (``folder`` given: plan the study, write its results there) and of a
     join (``folder`` None: run what is planned)."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # we say what matters ourselves
+    # we say what matters ourselves, in one line: Optuna would also log, as warnings, the
+    # database errors it works around (e.g. while the database goes away mid-query)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     hint = hint or "the same command"
     study = pool = None
     try:

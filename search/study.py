@@ -114,19 +114,21 @@ def make_pruner(exp: Experiment) -> optuna.pruners.BasePruner:
 
 
 @contextmanager
-def planning_lock(storage: optuna.storages.BaseStorage, study_name: str) -> Iterator[None]:
+def planning_lock(
+    storage: optuna.storages.BaseStorage, study_name: str, timeout: float = LOCK_SECONDS
+) -> Iterator[None]:
     """Held while a parent creates or loads a study and enqueues its slots.
 
     Two ``mlpsearch run`` started at the same moment on a fresh study would otherwise both
     see no slot taken and enqueue every slot twice. Journal and SQLite files: a file lock
     beside the file; PostgreSQL: a session advisory lock (released by the server if we die).
-    The wait is bounded (:data:`~mlpsearch.storage.LOCK_SECONDS`, then LockTimeout).
+    Waits at most ``timeout`` seconds, then raises LockTimeout.
     """
     journal = journal_path(storage)
     if journal is not None:
-        lock: Any = file_lock(f"{journal}.plan", LOCK_SECONDS, f"journal {journal} (planning)")
+        lock: Any = file_lock(f"{journal}.plan", timeout, f"journal {journal} (planning)")
     elif isinstance(storage, RDBStorage):
-        lock = database_lock(storage.engine, f"mlpsearch:plan:{study_name}")
+        lock = database_lock(storage.engine, f"mlpsearch:plan:{study_name}", timeout)
     else:
         lock = nullcontext()
     with lock:

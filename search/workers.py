@@ -131,7 +131,7 @@ def _boot(exp: Experiment) -> Dataset:
     """Once per worker process: quiet Optuna, load (memory-map) the experiment's data."""
     key = repr(exp.data)
     if key not in _booted:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        optuna.logging.set_verbosity(optuna.logging.ERROR)  # as the parent: see runner._run
         _booted[key] = load_data(exp)
     return _booted[key]
 

@@ -388,9 +388,7 @@ time.sleep(600)
 """
 
 
-def test_journal_lock_held_by_a_stopped_process_stops_with_one_line(
-    tmp_path, monkeypatch, capsys
-):
+def test_journal_lock_held_by_a_stopped_process_stops_with_one_line(tmp_path, monkeypatch, capsys):
     """A process stopped (SIGSTOP) while it holds the journal's lock: run and worker give up
     after the journal's lock limit (here 1 s) with one line naming the journal, exit 1, and
     leave the journal as it was."""

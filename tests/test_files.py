@@ -54,10 +54,10 @@ def test_new_files_get_the_umask_and_replaced_files_keep_their_mode(tmp_path):
     assert (tmp_path / "kept").read_text() == "new"
 
 
-@pytest.mark.parametrize(
-    "error",
-    [ValueError("bad content"), OSError(errno.ENOSPC, "No space left on device"), KeyboardInterrupt],
-)
+FAILURES = [ValueError("bad"), OSError(errno.ENOSPC, "No space left on device"), KeyboardInterrupt]
+
+
+@pytest.mark.parametrize("error", FAILURES)
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, error):
     target = tmp_path / "table.csv"
     target.write_text("old, whole\n")
@@ -240,6 +240,58 @@ def test_a_waiter_gets_the_lock_once_it_is_released(tmp_path):
     releaser.join()
 
 
+def test_a_waiter_that_gave_up_does_not_keep_the_lock_later(tmp_path):
+    """Timed out, or interrupted by Ctrl-C: once the holder lets go, the lock is free for the
+    next one. The main thread waits in the kernel with an alarm, and leaves SIGALRM as it was."""
+    path = tmp_path / "x.lock"
+    first = FileLock(path, timeout=1)
+    first.acquire()
+    with pytest.raises(LockTimeout):
+        FileLock(path, timeout=0.2).acquire()
+    assert signal.getsignal(signal.SIGALRM) == signal.SIG_DFL
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    main = threading.main_thread().ident
+    interrupt = threading.Timer(0.3, signal.pthread_kill, (main, signal.SIGINT))
+    interrupt.start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        FileLock(path, timeout=30).acquire()
+    assert time.monotonic() - started < 10  # Ctrl-C stops the wait at once
+    interrupt.join()
+    first.release()
+    with file_lock(path, timeout=10) as held:
+        assert held
+
+
+def test_other_threads_wait_a_bounded_time_too(tmp_path):
+    """A thread (the heartbeat's) cannot use the alarm: a helper thread waits for it, and one
+    that gave up lets the lock go as soon as it gets it."""
+    path = tmp_path / "x.lock"
+    first = FileLock(path, timeout=1)
+    first.acquire()
+    outcome: list = []
+
+    def take(timeout: float) -> None:
+        lock = FileLock(path, timeout=timeout)
+        try:
+            outcome.append(lock.acquire())
+            lock.release()
+        except LockTimeout as err:
+            outcome.append(err)
+
+    gives_up = threading.Thread(target=take, args=(0.3,))
+    gives_up.start()
+    gives_up.join()
+    assert isinstance(outcome[0], LockTimeout)
+    waits = threading.Thread(target=take, args=(30,))
+    waits.start()
+    threading.Timer(0.3, first.release).start()
+    waits.join()
+    assert outcome[1] is True
+    with file_lock(path, timeout=10) as held:
+        assert held
+
+
 def test_the_data_cache_build_lock_is_the_shared_lock(tmp_path):
     from mlpsearch.engine.data import datasets
 
@@ -257,7 +309,8 @@ def test_importing_the_engine_loads_no_network_or_locking_module():
     (``urllib.parse`` is loaded by the standard library's own pathlib, so it is not checked.)"""
     code = (
         "import sys, mlpsearch.engine\n"
-        "bad = ['urllib.request', 'urllib.error', 'http.client', 'fcntl', 'mlpsearch.engine.data']\n"
+        "bad = ['urllib.request', 'urllib.error', 'http.client', 'fcntl',\n"
+        "       'mlpsearch.engine.data']\n"
         "print(' '.join(m for m in bad if m in sys.modules))"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

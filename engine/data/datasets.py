@@ -21,8 +21,8 @@ Sources
     ``<cache>/<name>/``; ``/usr/share/datasets/fashion-mnist/`` (Debian's
     ``dataset-fashion-mnist``) for Fashion-MNIST. A folder with only some of the files stops the
     search with an error saying which are missing. Otherwise the files are downloaded into the
-    cache (see ``engine.download``), unless ``MLPSEARCH_OFFLINE`` is set. Files found on disk
-    are checked by their structure (``engine.idx``: magic number, sizes, label range), not by
+    cache (see ``engine.data.download``), unless ``MLPSEARCH_OFFLINE`` is set. Files found on disk
+    are checked by their structure (``engine.data.idx``: magic number, sizes, label range), not by
     checksum, so re-compressed copies such as Debian's load; downloads are checked against the
     published MD5. The official 60,000 / 10,000 split is kept: 48,000 / 12,000 / 10,000 at
     the default ``val_fraction``.
@@ -60,7 +60,7 @@ Environment
 -----------
 ``MLPSEARCH_CACHE`` (cache root), ``MLPSEARCH_DATA`` (root of ``<name>/`` folders of IDX
 files), ``MLPSEARCH_OFFLINE`` (any value: never download), ``MLPSEARCH_MIRROR`` (base URL
-replacing the public mirrors, see ``engine.download``).
+replacing the public mirrors, see ``engine.data.download``).
 """
 
 from __future__ import annotations
