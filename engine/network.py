@@ -20,7 +20,6 @@ buffers because the derivative convention (``engine.activations``) passes both.
 from __future__ import annotations
 
 import json
-import math
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .activations import Activation, get_activation
+from .hyperparameters import RULES
 from .files import write_atomic
 from .initializers import get_initializer
 from .losses import FusedSoftmaxCE
@@ -84,6 +84,22 @@ class _Workspace:
         return view
 
 
+def _check_layer_sizes(layer_sizes) -> list[int]:
+    """``layer_sizes`` as ints: inputs, then ``hidden_layers`` widths of ``units`` each (checked
+    against their rules), then classes."""
+    sizes = list(layer_sizes)
+    whole = all(isinstance(n, int | np.integer) and not isinstance(n, bool) for n in sizes)
+    if len(sizes) < 2 or not whole or sizes[0] < 1 or sizes[-1] < 1:
+        raise ValueError(
+            f"layer_sizes must list at least 2 integers, inputs and classes >= 1, got {sizes!r}"
+        )
+    sizes = [int(n) for n in sizes]
+    RULES["hidden_layers"].check(len(sizes) - 2, f"MLP.hidden_layers (layer_sizes {sizes})")
+    for i, n in enumerate(sizes[1:-1], start=1):
+        RULES["units"].check(n, f"MLP.units (layer_sizes[{i}])")
+    return sizes
+
+
 class MLP:
     """Fully connected network with softmax cross-entropy output.
 
@@ -95,24 +111,23 @@ class MLP:
     bias_init : initial value of every bias
     dtype : "float32" (speed) or "float64" (gradient checks)
     seed : seed of the generator that draws the initial weights
+
+    Arguments are checked against ``engine.hyperparameters.RULES`` (``hidden_layers`` and
+    ``units`` for the hidden part of ``layer_sizes``): ValueError naming the argument otherwise.
     """
 
     def __init__(
         self,
         layer_sizes,
-        activation: str | list[str] | tuple[str, ...] = "relu",
+        activation: str | list[str] | tuple[str, ...] = RULES["activation"].default,
         *,
-        init: str = "he",
-        init_scale: float = 1.0,
-        bias_init: float = 0.0,
+        init: str = RULES["init"].default,
+        init_scale: float = RULES["init_scale"].default,
+        bias_init: float = RULES["bias_init"].default,
         dtype: str = "float32",
-        seed: int = 0,
+        seed: int = RULES["seed"].default,
     ) -> None:
-        sizes = [int(n) for n in layer_sizes]
-        if len(sizes) < 2 or any(n < 1 for n in sizes) or len(sizes) != len(list(layer_sizes)):
-            raise ValueError(
-                f"layer_sizes must list at least 2 positive integers, got {list(layer_sizes)!r}"
-            )
+        sizes = _check_layer_sizes(layer_sizes)
         n_hidden = len(sizes) - 2
         if isinstance(activation, str):
             names = [activation] * n_hidden
@@ -122,14 +137,16 @@ class MLP:
                 raise ValueError(
                     f"activation: need one name per hidden layer ({n_hidden}), got {len(names)}"
                 )
+        for name in names:
+            RULES["activation"].check(name, "MLP.activation")
         acts = [get_activation(n) for n in names]
+        init = RULES["init"].check(init, "MLP.init")
         init_fn = get_initializer(init)
         if str(np.dtype(dtype)) not in _DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
-        if not (math.isfinite(init_scale) and init_scale > 0):
-            raise ValueError(f"init_scale must be a positive finite number, got {init_scale!r}")
-        if not math.isfinite(bias_init):
-            raise ValueError(f"bias_init must be finite, got {bias_init!r}")
+        init_scale = RULES["init_scale"].check(init_scale, "MLP.init_scale")
+        bias_init = RULES["bias_init"].check(bias_init, "MLP.bias_init")
+        seed = RULES["seed"].check(seed, "MLP.seed")
 
         self.layer_sizes: list[int] = sizes
         self.activations: list[str] = names

@@ -107,7 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("experiment", help="experiment file with fixed values")
     train.add_argument(
-        "--seed", type=int, default=None, help="training seed (default: the file's)"
+        "--seed",
+        type=int,
+        default=None,
+        help="training seed (default: the file's [train] seed, else its [study] seed)",
     )
     train.add_argument("--save", metavar="PATH", help="where to save the model (.npz)")
     train.set_defaults(handler=cmd_train)
@@ -191,8 +194,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mlpsearch.single import train_experiment
 
     exp = load_experiment(find_experiment(args.experiment))
-    seed = args.seed if args.seed is not None else exp.study.seed
-    run = train_experiment(exp, seed=seed, echo=print)
+    run = train_experiment(exp, seed=args.seed, echo=print)
     h = run.history
     best = h.records[h.best_epoch - 1]
     print(
@@ -211,9 +213,11 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
     import numpy as np
 
     from mlpsearch.engine import ACTIVATIONS, MLP, gradcheck
+    from mlpsearch.engine.hyperparameters import RULES
 
-    if not 1 <= args.layers <= 8:
-        raise UsageError(f"--layers: {args.layers} is out of range; allowed: 1 to 8")
+    why = RULES["hidden_layers"].problem(args.layers)
+    if why is not None:
+        raise UsageError(f"--layers: {why}")
     rng = np.random.default_rng(0)
     X = rng.normal(size=(16, 6))
     y = rng.integers(0, 3, size=16)

@@ -9,10 +9,9 @@ from typing import Any
 
 import optuna
 import pandas as pd
-from optuna.trial import FrozenTrial
 
-from mlpsearch.errors import ConfigError
 from mlpsearch.plots import _style, curves_figure, save
+from mlpsearch.trials import TrialRecord, pick
 
 
 @dataclass(frozen=True)
@@ -69,59 +68,43 @@ def compare(
     return Comparison(path, differ_frame, same, results)
 
 
-def pick_trials(study: optuna.Study, numbers: Sequence[int]) -> list[FrozenTrial]:
+def pick_trials(study: optuna.Study, numbers: Sequence[int]) -> list[TrialRecord]:
     """The trials numbered ``numbers`` (duplicates dropped), each with a learning curve."""
-    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
-    chosen: list[FrozenTrial] = []
-    for n in dict.fromkeys(numbers):
-        if n not in by_number:
-            known = f"0 to {max(by_number)}" if by_number else "none"
-            raise ConfigError(
-                f"trial {n} is not in study {study.study_name!r} (its trials: {known})"
-            )
-        t = by_number[n]
-        if not t.user_attrs.get("curve_val_error"):
-            raise ConfigError(
-                f"trial {n} has no learning curve to compare (state {t.state.name.lower()})"
-            )
-        chosen.append(t)
-    return chosen
+    return [pick(study, n, complete=False) for n in dict.fromkeys(numbers)]
 
 
-def settings_of(t: FrozenTrial) -> dict[str, Any]:
+def settings_of(r: TrialRecord) -> dict[str, Any]:
     """Everything that defines how a trial trained, flat and in a readable order."""
-    config = t.user_attrs.get("config") or {}
-    model, train = dict(config.get("model", {})), dict(config.get("train", {}))
-    sizes = model.pop("layer_sizes", [])
+    config = r.config or {"model": {}, "train": {}}
     out: dict[str, Any] = {
-        "hidden layers": max(len(sizes) - 2, 0),
-        "units": "-".join(str(u) for u in sizes[1:-1]),
+        "hidden layers": len(r.units),
+        "units": "-".join(str(u) for u in r.units),
     }
-    for k, v in model.items():
-        if k not in ("seed", "dtype"):
+    for k, v in config["model"].items():
+        if k not in ("layer_sizes", "seed", "dtype"):
             out[k] = v
-    for k, v in train.items():
+    for k, v in config["train"].items():
         if k != "seed":
             out[k] = v
-    out["seed"] = t.user_attrs.get("seed")
+    out["seed"] = r.seed
     return out
 
 
-def results_of(t: FrozenTrial) -> dict[str, str]:
-    a = t.user_attrs
-
-    def pct(key: str) -> str:
-        v = a.get(key)
+def results_of(r: TrialRecord) -> dict[str, str]:
+    def pct(v: float | None) -> str:
         return "" if v is None else f"{v:.2%}"
 
+    def text(v: int | None) -> str:
+        return "" if v is None else str(v)
+
     return {
-        "state": t.state.name.lower(),
-        "best val error": pct("best_val_error"),
-        "train error then": pct("best_train_error"),
-        "best epoch": str(a.get("best_epoch", "")),
-        "epochs run": str(a.get("epochs", "")),
-        "final val error": pct("val_error"),
-        "seconds": f"{a.get('seconds') or 0.0:.1f}",
+        "state": r.state.name.lower(),
+        "best val error": pct(r.best_val_error),
+        "train error then": pct(r.best_train_error),
+        "best epoch": text(r.best_epoch),
+        "epochs run": text(r.epochs),
+        "final val error": pct(r.val_error),
+        "seconds": f"{r.seconds or 0.0:.1f}",
     }
 
 

@@ -1,11 +1,18 @@
-"""Experiment files: TOML read with ``tomllib`` and validated into frozen dataclasses.
+"""Experiment files: TOML read with ``tomllib``, validated into frozen dataclasses, written
+with ``tomli-w``.
 
 An experiment file has four sections::
 
     [study]   name, sampler, n_trials, n_jobs, seed, pruner, storage
     [data]    dataset, data_dir, val_fraction, scale, label_column, seed
-    [train]   epochs, batch_size, optimizer, learning_rate, schedule, patience, weight_decay, ...
+    [train]   settings fixed once (epochs, patience, step_size, gamma, seed) and any
+              hyperparameter you want fixed
     [space]   one entry per hyperparameter: a range table, a choice list, or a fixed value
+
+Hyperparameters and ``[train]`` settings belong to the engine: their types, bounds, choices,
+defaults and the part of the engine that takes them (model or training) are declared once in
+``mlpsearch.engine.hyperparameters.RULES``, and every value here is checked by the rule the
+engine checks, so the two cannot disagree. Study and data settings are declared here.
 
 Every mistake is reported as a :class:`ConfigError` whose one-line message names the key path,
 the bad value and what is allowed.
@@ -14,20 +21,42 @@ the bad value and what is allowed.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
+from mlpsearch.engine.hyperparameters import RULES, Rule, did_you_mean
 from mlpsearch.errors import ConfigError
-from mlpsearch.engine import ACTIVATIONS, INITIALIZERS, OPTIMIZERS, SCHEDULES
 
 SAMPLERS = ("random", "grid", "tpe", "qmc")
 PRUNERS = ("none", "median", "hyperband")
 SCALES = ("unit", "standard")
-MAX_HIDDEN_LAYERS = 8
+
+# The engine hyperparameters an experiment searches in [space], or fixes in [space] or [train].
+HYPERPARAMETERS: dict[str, Rule] = {
+    name: RULES[name]
+    for name in (
+        *("hidden_layers", "units", "activation", "init", "init_scale", "bias_init"),
+        *("learning_rate", "batch_size", "optimizer", "momentum", "weight_decay", "dropout"),
+        "schedule",
+    )
+}
+# Engine settings an experiment fixes once, in [train] only. ``seed`` is the training seed of a
+# standalone experiment (``mlpsearch train``), kept only when given; the trials of a study take
+# theirs from [study] seed and their slot.
+SETTINGS: dict[str, Rule] = {
+    name: RULES[name] for name in ("epochs", "patience", "step_size", "gamma", "seed")
+}
+OPTIONAL_SETTINGS = ("seed",)
+OFF = 0  # TOML has no null: an engine setting whose None means "off" (patience) is written 0
+MAX_HIDDEN_LAYERS = int(RULES["hidden_layers"].bounds.high)
+# Largest number of values of a range with a step, and of configurations of a grid.
+MAX_GRID = 1_000_000
 
 
 # --- the search space ------------------------------------------------------------------------
@@ -46,6 +75,19 @@ class Range:
     def is_int(self) -> bool:
         return all(isinstance(v, int) for v in (self.low, self.high, self.step or 1))
 
+    @property
+    def size(self) -> int | float:
+        """How many values a grid takes from it (``inf`` for a float range without a step; a
+        float for an astronomical count)."""
+        if self.step is None and not self.is_int:
+            return math.inf
+        n = (self.high - self.low) / (self.step or 1)
+        return math.floor(n + 1e-9) + 1 if n < 2**53 else n + 1
+
+    def grid_values(self) -> list[int]:
+        """The values of an integer range, every ``step`` from ``low`` (a grid's)."""
+        return list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
+
     def to_toml(self) -> dict[str, Any]:
         out: dict[str, Any] = {"low": self.low, "high": self.high}
         if self.log:
@@ -61,6 +103,13 @@ class Choice:
 
     values: tuple[Any, ...]
 
+    @property
+    def size(self) -> int:
+        return len(self.values)
+
+    def grid_values(self) -> list[Any]:
+        return list(self.values)
+
     def to_toml(self) -> list[Any]:
         return list(self.values)
 
@@ -71,54 +120,18 @@ class Fixed:
 
     value: Any
 
+    @property
+    def size(self) -> int:
+        return 1
+
+    def grid_values(self) -> list[Any]:
+        return [self.value]
+
     def to_toml(self) -> Any:
         return self.value
 
 
 Spec = Range | Choice | Fixed
-
-# name -> (kind of value, default when absent from [space] and [train]).
-# "model" entries go to engine.MLP, "train" entries to engine.TrainConfig.
-HYPERPARAMETERS: dict[str, tuple[str, type, Any]] = {
-    "hidden_layers": ("model", int, 1),
-    "units": ("model", int, 64),
-    "activation": ("model", str, "relu"),
-    "init": ("model", str, "he"),
-    "init_scale": ("model", float, 1.0),
-    "bias_init": ("model", float, 0.0),
-    "learning_rate": ("train", float, 0.05),
-    "batch_size": ("train", int, 64),
-    "optimizer": ("train", str, "momentum"),
-    "momentum": ("train", float, 0.9),
-    "weight_decay": ("train", float, 0.0),
-    "dropout": ("train", float, 0.0),
-    "schedule": ("train", str, "constant"),
-}
-CHOICES = {
-    "activation": tuple(ACTIVATIONS),
-    "init": tuple(INITIALIZERS),
-    "optimizer": tuple(OPTIMIZERS),
-    "schedule": tuple(SCHEDULES),
-}
-# Bounds every value must respect: (low, high, low inclusive?).
-BOUNDS = {
-    "hidden_layers": (1, MAX_HIDDEN_LAYERS, True),
-    "units": (1, 65536, True),
-    "init_scale": (0.0, math.inf, False),
-    "bias_init": (-math.inf, math.inf, True),
-    "learning_rate": (0.0, math.inf, False),
-    "batch_size": (1, 1_000_000, True),
-    "momentum": (0.0, 1.0, True),
-    "weight_decay": (0.0, math.inf, True),
-    "dropout": (0.0, 0.95, True),
-}
-# Settings of [train] that are never searched.
-TRAIN_ONLY = {
-    "epochs": (int, 20),
-    "patience": (int, 0),
-    "step_size": (int, 10),
-    "gamma": (float, 0.1),
-}
 
 
 @dataclass(frozen=True)
@@ -148,8 +161,9 @@ class Experiment:
 
     study: StudyConfig
     data: DataConfig
-    train: dict[str, Any]  # fixed training settings (epochs, patience, ... and unsearched values)
-    space: dict[str, Spec]  # every hyperparameter, searched or fixed
+    # The [train] settings: epochs, patience (0 = off), step_size, gamma, and seed when given.
+    train: dict[str, Any]
+    space: dict[str, Spec]  # every hyperparameter, searched or fixed ([train] values as Fixed)
     source: str = field(default="<memory>", compare=False)
 
     @property
@@ -182,7 +196,7 @@ class Experiment:
 
 
 def load_experiment(path: str | Path) -> Experiment:
-    """Read and validate an experiment file."""
+    """Read and validate an experiment file, and check that its largest network fits here."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"experiment file not found: {path}")
@@ -193,9 +207,11 @@ def load_experiment(path: str | Path) -> Experiment:
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: invalid TOML: {err}") from None
     try:
-        return parse_experiment(doc, source=str(path))
+        exp = parse_experiment(doc, source=str(path))
+        check_memory(exp.space)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
+    return exp
 
 
 def parse_experiment(doc: dict[str, Any], source: str = "<memory>") -> Experiment:
@@ -220,6 +236,62 @@ def _check_grid(study: StudyConfig, space: dict[str, Spec]) -> None:
                 f"space.{name}: the grid sampler needs a choice list or an integer range "
                 f"with a step, got {spec.to_toml()}"
             )
+    size = grid_size(space)
+    if size > MAX_GRID:
+        raise ConfigError(
+            f"space: the grid has {_count(size)} configurations; at most {MAX_GRID} are allowed"
+        )
+
+
+def layer_units(space: dict[str, Spec], layer: int) -> Spec:
+    """The spec of the units of hidden layer ``layer`` (1-based)."""
+    return space.get(f"units_{layer}", space["units"])
+
+
+def grid_size(space: dict[str, Spec]) -> int | float:
+    """How many configurations a grid search of ``space`` has, counted without listing them."""
+    others = math.prod(
+        spec.size for name, spec in space.items() if not name.startswith(("units", "hidden"))
+    )
+    return others * sum(
+        math.prod(layer_units(space, i).size for i in range(1, n + 1))
+        for n in space["hidden_layers"].grid_values()
+    )
+
+
+def check_memory(space: dict[str, Spec], available: int | None = None) -> None:
+    """ConfigError when the largest network of ``space`` cannot fit in ``available`` bytes (by
+    default the machine's physical memory).
+
+    Counted before any data is loaded, so as a lower bound: 4 bytes per parameter of the widest,
+    deepest network with one input and two classes, plus one float32 activation per hidden unit
+    and row of the largest batch.
+    """
+    if available is None:
+        try:
+            available = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, ValueError, OSError):  # no sysconf (Windows): nothing to compare
+            return
+    depth = _spec_max(space["hidden_layers"])
+    widths = [_spec_max(layer_units(space, i)) for i in range(1, depth + 1)]
+    sizes = [1, *widths, 2]
+    params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    batch = _spec_max(space["batch_size"])
+    need = 4 * (params + batch * sum(widths))
+    if need > available:
+        raise ConfigError(
+            f"space: the largest network ({depth} hidden layers of up to {max(widths)} units, "
+            f"batch_size {batch}) needs at least {_gib(need)} of memory; this machine has "
+            f"{_gib(available)}"
+        )
+
+
+def _count(n: int | float) -> str:
+    return "too many" if math.isinf(n) else f"{n:.3g}"
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.3g} GiB"
 
 
 def _build_study(d: dict[str, Any]) -> StudyConfig:
@@ -277,47 +349,47 @@ def _build_data(d: dict[str, Any]) -> DataConfig:
 def _build_train_and_space(
     train_doc: dict[str, Any], space_doc: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Spec]]:
-    _check_keys(train_doc, {*TRAIN_ONLY, *HYPERPARAMETERS} - {"units", "hidden_layers"}, "train.")
-    max_layers = MAX_HIDDEN_LAYERS
-    per_layer = [f"units_{i}" for i in range(1, max_layers + 1)]
+    _check_keys(
+        train_doc, [*SETTINGS, *HYPERPARAMETERS.keys() - {"units", "hidden_layers"}], "train."
+    )
+    per_layer = [f"units_{i}" for i in range(1, MAX_HIDDEN_LAYERS + 1)]
     _check_keys(space_doc, [*HYPERPARAMETERS, *per_layer], "space.")
 
     train: dict[str, Any] = {}
-    for key, (typ, default) in TRAIN_ONLY.items():
-        train[key] = _typed(train_doc, key, typ, default, "train.")
-    if not 1 <= train["epochs"] <= 100_000:
-        raise ConfigError(f"train.epochs: {train['epochs']} is out of range; allowed: 1 to 100000")
-    if train["patience"] < 0:
-        raise ConfigError(f"train.patience: {train['patience']} must be >= 0 (0 turns it off)")
-    if train["step_size"] < 1:
-        raise ConfigError(f"train.step_size: {train['step_size']} must be >= 1")
-    if not 0.0 < train["gamma"] <= 1.0:
-        raise ConfigError(
-            f"train.gamma: {train['gamma']} is out of range; allowed: 0 < gamma <= 1"
-        )
+    for name, rule in SETTINGS.items():
+        if name in train_doc:
+            train[name] = _setting(rule, train_doc[name])
+        elif name not in OPTIONAL_SETTINGS:
+            train[name] = OFF if rule.default is None else rule.default
 
     space: dict[str, Spec] = {}
-    for name, (_, typ, default) in HYPERPARAMETERS.items():
+    for name, rule in HYPERPARAMETERS.items():
         if name in train_doc and name in space_doc:
             raise ConfigError(
                 f"space.{name}: also set in [train]; set a hyperparameter in one place only"
             )
         if name in train_doc:
-            space[name] = Fixed(_typed(train_doc, name, typ, default, "train."))
-            _check_value(f"train.{name}", name, space[name].value)
+            space[name] = Fixed(_checked(rule, f"train.{name}", train_doc[name]))
         elif name in space_doc:
-            space[name] = _parse_spec(f"space.{name}", name, typ, space_doc[name])
+            space[name] = _parse_spec(f"space.{name}", rule, space_doc[name])
         else:
-            space[name] = Fixed(default)
+            space[name] = Fixed(rule.default)
     for i, key in enumerate(per_layer, start=1):
         if key in space_doc:
-            space[key] = _parse_spec(f"space.{key}", "units", int, space_doc[key])
+            space[key] = _parse_spec(f"space.{key}", RULES["units"], space_doc[key])
             top = _spec_max(space["hidden_layers"])
             if i > top:
                 raise ConfigError(
                     f"space.{key}: layer {i} does not exist; hidden_layers is at most {top}"
                 )
     return train, space
+
+
+def _setting(rule: Rule, value: Any) -> Any:
+    """A [train] setting; an optional engine setting is off when written OFF."""
+    if rule.optional and value == OFF and _is_int(value):
+        return OFF
+    return _checked(rule, f"train.{rule.name}", value)
 
 
 def _spec_max(spec: Spec) -> Any:
@@ -328,7 +400,8 @@ def _spec_max(spec: Spec) -> Any:
     return spec.value
 
 
-def _parse_spec(path: str, name: str, typ: type, raw: Any) -> Spec:
+def _parse_spec(path: str, rule: Rule, raw: Any) -> Spec:
+    typ = rule.type
     if isinstance(raw, dict):
         _check_keys(raw, ("low", "high", "log", "step"), path + ".")
         if "low" not in raw or "high" not in raw:
@@ -347,78 +420,66 @@ def _parse_spec(path: str, name: str, typ: type, raw: Any) -> Spec:
                 raise ConfigError(f"{path}.step: {step} must be > 0")
             if log:
                 raise ConfigError(f"{path}: 'step' and 'log' cannot be combined")
-        if typ is int:
-            low, high = int(low), int(high)
-            step = None if step is None else int(step)
         if low > high:
             raise ConfigError(f"{path}: inverted range, low {low} > high {high}")
         if low == high:
             raise ConfigError(f"{path}: empty range, low == high == {low}; use a fixed value")
         if log and low <= 0:
             raise ConfigError(f"{path}: a log range must stay above 0, got low = {low}")
-        _check_value(f"{path}.low", name, low)
-        _check_value(f"{path}.high", name, high)
-        return Range(low, high, log, step)
+        _checked(rule, f"{path}.low", low)
+        _checked(rule, f"{path}.high", high)
+        spec = Range(low, high, log, step)
+        if step is not None and spec.size > MAX_GRID:
+            raise ConfigError(
+                f"{path}.step: {step} makes {_count(spec.size)} values from {low} to {high}; "
+                f"at most {MAX_GRID} are allowed"
+            )
+        return spec
     if isinstance(raw, list):
         if not raw:
             raise ConfigError(f"{path}: the choice list is empty")
-        values = tuple(_scalar(f"{path}[{i}]", v, typ) for i, v in enumerate(raw))
+        values = tuple(_checked(rule, f"{path}[{i}]", v) for i, v in enumerate(raw))
         if len(set(values)) != len(values):
             raise ConfigError(f"{path}: the choice list {list(raw)} repeats a value")
-        for i, v in enumerate(values):
-            _check_value(f"{path}[{i}]", name, v)
         return Choice(values)
-    value = _scalar(path, raw, typ)
-    _check_value(path, name, value)
-    return Fixed(value)
+    return Fixed(_checked(rule, path, raw))
 
 
-def _scalar(path: str, v: Any, typ: type) -> Any:
-    if typ is str:
-        if not isinstance(v, str):
-            raise ConfigError(f"{path}: {v!r} is not a string")
-        return v
-    return _number(path, v, typ)
+def _checked(rule: Rule, path: str, value: Any) -> Any:
+    """``value`` if the engine's rule allows it, else ConfigError ``"path: why"``."""
+    try:
+        return rule.check(value, path, off=repr(OFF))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _number(path: str, v: Any, typ: type) -> int | float:
+    """A range end or step: a finite number, an integer for an integer hyperparameter."""
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise ConfigError(f"{path}: {v!r} is not a number")
     if typ is int and not isinstance(v, int):
         raise ConfigError(f"{path}: {v!r} is not an integer")
     if not math.isfinite(v):
         raise ConfigError(f"{path}: {v!r} is not a finite number")
-    return typ(v) if typ is float else v
-
-
-def _check_value(path: str, name: str, value: Any) -> None:
-    if name in CHOICES:
-        _check_choice(path, value, CHOICES[name])
-    if name in BOUNDS:
-        low, high, closed = BOUNDS[name]
-        inside = (low <= value if closed else low < value) and value <= high
-        if not inside:
-            lo = f"{low} <=" if closed else f"{low} <"
-            raise ConfigError(f"{path}: {value} is out of range; allowed: {lo} value <= {high}")
+    return typ(v)
 
 
 def _check_choice(path: str, value: Any, allowed: Any) -> None:
     if value not in allowed:
-        hint = _did_you_mean(str(value), [str(a) for a in allowed])
+        hint = did_you_mean(str(value), allowed)
         raise ConfigError(f"{path}: {value!r} is not allowed{hint}; allowed: {', '.join(allowed)}")
 
 
 def _check_keys(d: dict[str, Any], allowed: Any, prefix: str) -> None:
     for key in d:
         if key not in allowed:
-            hint = _did_you_mean(key, list(allowed))
+            hint = did_you_mean(key, allowed)
             where = f"{prefix}{key}" if prefix else f"[{key}]"
             raise ConfigError(f"{where}: unknown key{hint}; allowed: {', '.join(allowed)}")
-
-
-def _did_you_mean(word: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(word, options, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _typed(d: dict[str, Any], key: str, typ: type, default: Any, prefix: str) -> Any:
@@ -440,27 +501,7 @@ _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string"}
 # --- writing ---------------------------------------------------------------------------------
 
 
-def dumps_toml(sections: dict[str, dict[str, Any]]) -> str:
-    """A minimal TOML writer for the flat sections of an experiment file."""
-    lines: list[str] = []
-    for section, table in sections.items():
-        lines.append(f"[{section}]")
-        lines += [f"{key} = {_toml_value(value)}" for key, value in table.items()]
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        return repr(v)
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
-    raise TypeError(f"cannot write {v!r} as TOML")
+def dumps_toml(doc: dict[str, Any]) -> str:
+    """``doc`` (tables of TOML values) as TOML text, written by tomli-w, which escapes what
+    TOML requires (quotes, backslashes, control characters) and keeps other text as it is."""
+    return tomli_w.dumps(doc)

@@ -38,9 +38,11 @@ from optuna.distributions import (  # noqa: E402
     FloatDistribution,
     IntDistribution,
 )
-from optuna.trial import FrozenTrial, TrialState  # noqa: E402
+from optuna.trial import TrialState  # noqa: E402
 
 from mlpsearch.engine import ACTIVATIONS  # noqa: E402
+from mlpsearch.engine.files import write_atomic  # noqa: E402
+from mlpsearch.trials import TrialRecord, best_first, records  # noqa: E402
 
 DPI = 100
 TOP_CURVES = 6  # learning curves drawn in curves.png
@@ -80,16 +82,16 @@ PLOTS = {
 def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
     """Draw every plot of :data:`PLOTS` into ``folder`` (created); the files, in that order."""
     folder.mkdir(parents=True, exist_ok=True)
-    trials = study.get_trials(deepcopy=False)
+    trials = records(study)
     name = study.study_name
     makers: dict[str, Callable[[], Figure]] = {
         "gap": lambda: gap_figure(trials, name),
         "history": lambda: history_figure(trials, name),
         "curves": lambda: curves_figure(
-            _complete(trials)[:TOP_CURVES], f"{name}: learning curves of the best trials"
+            best_first(trials)[:TOP_CURVES], f"{name}: learning curves of the best trials"
         ),
         "params": lambda: params_figure(trials, name),
-        "importances": lambda: importances_figure(study),
+        "importances": lambda: importances_figure(study, trials),
         "parallel": lambda: parallel_figure(trials, name),
         "dead_units": lambda: dead_units_figure(trials, name),
     }
@@ -103,8 +105,11 @@ def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
 
 
 def save(fig: Figure, path: Path) -> Path:
-    """Write ``fig`` as a PNG with no date or software version inside, then release it."""
-    fig.savefig(path, dpi=DPI, metadata={"Software": None})
+    """Write ``fig`` (atomically) as a PNG with no date or software version inside, then
+    release it."""
+    write_atomic(
+        path, lambda f: fig.savefig(f, format="png", dpi=DPI, metadata={"Software": None})
+    )
     plt.close(fig)  # figures made by pyplot (Optuna's) stay registered until closed
     return path
 
@@ -122,16 +127,16 @@ def _style() -> Any:
 # --- the figures -----------------------------------------------------------------------------
 
 
-def gap_figure(trials: Sequence[FrozenTrial], name: str) -> Figure:
+def gap_figure(trials: Sequence[TrialRecord], name: str) -> Figure:
     """Train and validation error at the best epoch of every finished trial, sorted."""
-    done = [t for t in _finished(trials) if _attr(t, "best_train_error") is not None]
+    done = [r for r in _measured(trials) if r.best_train_error is not None]
     if not done:
         return placeholder(f"{name}: train and validation error", "no finished trials yet")
-    done.sort(key=lambda t: (t.user_attrs["best_val_error"], t.number))
+    done.sort(key=lambda r: (r.best_val_error, r.number))
     x = np.arange(len(done))
-    train = np.array([t.user_attrs["best_train_error"] for t in done])
-    val = np.array([t.user_attrs["best_val_error"] for t in done])
-    pruned = np.array([t.state == TrialState.PRUNED for t in done])
+    train = np.array([r.best_train_error for r in done])
+    val = np.array([r.best_val_error for r in done])
+    pruned = np.array([r.state == TrialState.PRUNED for r in done])
 
     fig = Figure(figsize=(max(8.0, min(16.0, 0.25 * len(done) + 4)), 5.0))
     ax = fig.add_subplot()
@@ -165,11 +170,11 @@ def gap_figure(trials: Sequence[FrozenTrial], name: str) -> Figure:
     return fig
 
 
-def history_figure(trials: Sequence[FrozenTrial], name: str) -> Figure:
+def history_figure(trials: Sequence[TrialRecord], name: str) -> Figure:
     """Validation error per trial number, with the best-so-far line."""
-    complete = sorted(_complete(trials), key=lambda t: t.number)
-    pruned = [t for t in trials if t.state == TrialState.PRUNED and _attr(t, "best_val_error")]
-    failed = [t for t in trials if t.state == TrialState.FAIL]
+    complete = sorted(best_first(trials), key=lambda r: r.number)
+    pruned = [r for r in trials if r.state == TrialState.PRUNED and r.best_val_error]
+    failed = [r for r in trials if r.state == TrialState.FAIL]
     if not complete and not pruned:
         return placeholder(f"{name}: optimization history", "no finished trials yet")
     fig = Figure(figsize=(9.0, 5.0))
@@ -187,7 +192,7 @@ def history_figure(trials: Sequence[FrozenTrial], name: str) -> Figure:
             lw=1.5,
             label=f"best so far ({best[-1]:.2%})",
         )
-    pruned_values = [t.user_attrs["best_val_error"] for t in pruned]
+    pruned_values = [r.best_val_error for r in pruned]
     if pruned:
         ax.scatter(
             [t.number for t in pruned],
@@ -209,9 +214,9 @@ def history_figure(trials: Sequence[FrozenTrial], name: str) -> Figure:
     return fig
 
 
-def curves_figure(trials: Sequence[FrozenTrial], title: str, ncols: int = 3) -> Figure:
+def curves_figure(trials: Sequence[TrialRecord], title: str, ncols: int = 3) -> Figure:
     """Small multiples: train and validation error per epoch of each trial, side by side."""
-    with_curves = [t for t in trials if _attr(t, "curve_val_error")]
+    with_curves = [r for r in trials if r.curves.val_error]
     if not with_curves:
         return placeholder(f"{title}: learning curves", "no trial with learning curves")
     n = len(with_curves)
@@ -221,23 +226,22 @@ def curves_figure(trials: Sequence[FrozenTrial], title: str, ncols: int = 3) -> 
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
     everything = np.concatenate(
         [
-            np.array(t.user_attrs[k], dtype=float)
-            for t in with_curves
-            for k in ("curve_train_error", "curve_val_error")
+            np.array(curve, dtype=float)
+            for r in with_curves
+            for curve in (r.curves.train_error, r.curves.val_error)
         ]
     )
-    for ax, t in zip(axes.flat, with_curves, strict=False):
-        a = t.user_attrs
-        val = np.array(a["curve_val_error"], dtype=float)  # None (diverged) -> nan
-        train = np.array(a["curve_train_error"], dtype=float)
+    for ax, r in zip(axes.flat, with_curves, strict=False):
+        val = np.array(r.curves.val_error, dtype=float)  # None (diverged) -> nan
+        train = np.array(r.curves.train_error, dtype=float)
         epochs = np.arange(1, len(val) + 1)
         ax.plot(epochs, train, color=TRAIN_COLOR, lw=1.5, label="train")
         ax.plot(epochs, val, color=VAL_COLOR, lw=1.5, label="validation")
-        if a.get("best_epoch"):
-            ax.axvline(a["best_epoch"], color="0.4", ls=":", lw=1.2, label="best epoch")
-        best = a.get("best_val_error")
-        score = f"val {best:.2%}" if best is not None else t.state.name.lower()
-        ax.set_title(f"trial {t.number}: {score}\n{describe(t)}", fontsize=10)
+        if r.best_epoch:
+            ax.axvline(r.best_epoch, color="0.4", ls=":", lw=1.2, label="best epoch")
+        best = r.best_val_error
+        score = f"val {best:.2%}" if best is not None else r.state.name.lower()
+        ax.set_title(f"trial {r.number}: {score}\n{r.describe()}", fontsize=10)
         ax.set_xlabel("epoch")
         ax.set_ylabel("error")
         ax.tick_params(labelleft=True)
@@ -250,9 +254,9 @@ def curves_figure(trials: Sequence[FrozenTrial], title: str, ncols: int = 3) -> 
     return fig
 
 
-def params_figure(trials: Sequence[FrozenTrial], name: str) -> Figure:
+def params_figure(trials: Sequence[TrialRecord], name: str) -> Figure:
     """Validation error against each numeric hyperparameter, coloured by activation."""
-    complete = _complete(trials)
+    complete = best_first(trials)
     dists = numeric_distributions(complete)
     if not dists:
         return placeholder(
@@ -263,13 +267,13 @@ def params_figure(trials: Sequence[FrozenTrial], name: str) -> Figure:
     nrows = math.ceil(len(dists) / ncols)
     fig = Figure(figsize=(4.4 * ncols, 3.4 * nrows + 1.0))
     axes = fig.subplots(nrows, ncols, squeeze=False)
-    values = np.array([t.value for t in complete])
+    values = np.array([r.value for r in complete])
     for ax, (param, dist) in zip(axes.flat, dists.items(), strict=False):
-        having = [t for t in complete if param in t.params]
+        having = [r for r in complete if param in r.params]
         ax.scatter(
-            [t.params[param] for t in having],
-            [t.value for t in having],
-            c=[COLORS.get(activation(t), "black") for t in having],
+            [r.params[param] for r in having],
+            [r.value for r in having],
+            c=[COLORS.get(r.activation, "black") for r in having],
             s=32,
             edgecolors="none",
         )
@@ -285,18 +289,18 @@ def params_figure(trials: Sequence[FrozenTrial], name: str) -> Figure:
     return fig
 
 
-def dead_units_figure(trials: Sequence[FrozenTrial], name: str) -> Figure:
+def dead_units_figure(trials: Sequence[TrialRecord], name: str) -> Figure:
     """Dead-unit fraction against learning rate and init scale for ReLU-family trials."""
     family = [
-        t
-        for t in _finished(trials)
-        if activation(t) in RELU_FAMILY and _attr(t, "dead_fraction") and _attr(t, "config")
+        r
+        for r in _measured(trials)
+        if r.activation in RELU_FAMILY and r.dead_fraction and r.config
     ]
     title = f"{name}: dead hidden units of ReLU-family trials"
     if not family:
         return placeholder(title, f"no finished trial uses {', '.join(RELU_FAMILY)}")
-    dead = [max(t.user_attrs["dead_fraction"]) for t in family]
-    colors = [COLORS.get(activation(t), "black") for t in family]
+    dead = [max(r.dead_fraction) for r in family]
+    colors = [COLORS.get(r.activation, "black") for r in family]
     fig = Figure(figsize=(11.0, 4.6))
     axes = fig.subplots(1, 2, sharey=True)
     for ax, (key, label, log) in zip(
@@ -307,8 +311,7 @@ def dead_units_figure(trials: Sequence[FrozenTrial], name: str) -> Figure:
         ),
         strict=True,
     ):
-        section = "train" if key == "learning_rate" else "model"
-        x = [t.user_attrs["config"][section][key] for t in family]
+        x = [r.setting(key) for r in family]
         ax.scatter(x, dead, c=colors, s=26, edgecolors="none")
         if log:
             _log_axis(ax, min(x), max(x))
@@ -323,12 +326,12 @@ def dead_units_figure(trials: Sequence[FrozenTrial], name: str) -> Figure:
     return fig
 
 
-def importances_figure(study: optuna.Study) -> Figure:
+def importances_figure(study: optuna.Study, trials: Sequence[TrialRecord]) -> Figure:
     """Optuna's importance bar chart (PED-ANOVA: needs no scikit-learn, draws nothing random)."""
     name = study.study_name
     title = f"{name}: hyperparameter importances"
-    complete = _complete(study.get_trials(deepcopy=False))
-    if len(complete) < 2 or not any(t.distributions for t in complete):
+    complete = best_first(trials)
+    if len(complete) < 2 or not any(r.distributions for r in complete):
         return placeholder(title, "needs at least 2 complete trials with searched parameters")
     ax, notes = _optuna_plot(optuna.visualization.matplotlib.plot_param_importances, study)
     if ax is None:
@@ -346,7 +349,7 @@ def importances_figure(study: optuna.Study) -> Figure:
     return fig
 
 
-def parallel_figure(trials: Sequence[FrozenTrial], name: str) -> Figure:
+def parallel_figure(trials: Sequence[TrialRecord], name: str) -> Figure:
     """Parallel coordinates of the complete trials: one vertical axis per searched parameter.
 
     Drawn here rather than by Optuna, whose version overlaps its tick labels and draws the
@@ -356,21 +359,21 @@ def parallel_figure(trials: Sequence[FrozenTrial], name: str) -> Figure:
     on top.
     """
     title = f"{name}: parallel coordinates of the complete trials"
-    complete = _complete(trials)
+    complete = best_first(trials)
     dists: dict[str, Any] = {}
-    for t in complete:
-        for k, d in t.distributions.items():
+    for r in complete:
+        for k, d in r.distributions.items():
             dists.setdefault(k, d)
     dists = dict(sorted(dists.items(), key=lambda kv: _param_order(kv[0])))
     if len(complete) < 2 or not dists:
         return placeholder(title, "needs at least 2 complete trials with searched parameters")
-    errors = np.array([t.value for t in complete])
+    errors = np.array([r.value for r in complete])
     top = float(errors.max()) or 1.0
     ticks = [(math.sqrt(v / top), f"{100 * v:.3g}%") for v in _error_ticks(top)]
     columns = [(np.sqrt(errors / top), ticks)]
     labels = ["validation\nerror"]
     for param, dist in dists.items():
-        columns.append(_parallel_axis([t.params.get(param) for t in complete], dist))
+        columns.append(_parallel_axis([r.params.get(param) for r in complete], dist))
         labels.append(param.replace("_", "_\n", 1) if len(param) > 12 else param)
     positions = np.array([c[0] for c in columns]).T  # (trials, axes)
 
@@ -468,27 +471,11 @@ def placeholder(title: str, message: str) -> Figure:
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def describe(t: FrozenTrial) -> str:
-    """``gelu 121-54-43, lr 0.0957``: the architecture and learning rate of a trial."""
-    config = t.user_attrs.get("config")
-    if not config:
-        return ", ".join(f"{k} {_short(v)}" for k, v in sorted(t.params.items()))
-    units = "-".join(str(u) for u in config["model"]["layer_sizes"][1:-1])
-    return f"{config['model']['activation']} {units}, lr {config['train']['learning_rate']:.3g}"
-
-
-def activation(t: FrozenTrial) -> str | None:
-    config = t.user_attrs.get("config")
-    if config:
-        return config["model"]["activation"]
-    return t.params.get("activation")
-
-
-def numeric_distributions(trials: Sequence[FrozenTrial]) -> dict[str, Any]:
+def numeric_distributions(trials: Sequence[TrialRecord]) -> dict[str, Any]:
     """The numeric searched hyperparameters of ``trials``: name -> distribution, sorted."""
     out: dict[str, Any] = {}
-    for t in trials:
-        for k, d in t.distributions.items():
+    for r in trials:
+        for k, d in r.distributions.items():
             if isinstance(d, FloatDistribution | IntDistribution):
                 out.setdefault(k, d)
     return dict(sorted(out.items(), key=lambda kv: _param_order(kv[0])))
@@ -499,19 +486,10 @@ def _param_order(name: str) -> tuple[str, int]:
     return (head, int(tail)) if tail.isdigit() else (name, 0)
 
 
-def _complete(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
-    """Complete trials, best first."""
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    return sorted(done, key=lambda t: (t.value, t.number))
-
-
-def _finished(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+def _measured(trials: Sequence[TrialRecord]) -> list[TrialRecord]:
+    """Complete and pruned trials that measured a validation error."""
     ok = (TrialState.COMPLETE, TrialState.PRUNED)
-    return [t for t in trials if t.state in ok and _attr(t, "best_val_error") is not None]
-
-
-def _attr(t: FrozenTrial, key: str) -> Any:
-    return t.user_attrs.get(key)
+    return [r for r in trials if r.state in ok and r.best_val_error is not None]
 
 
 def _short(v: Any) -> str:
@@ -568,8 +546,9 @@ def _sqrt(x: np.ndarray) -> np.ndarray:
     return np.sqrt(np.clip(x, 0.0, None))
 
 
-def _activation_legend(fig: Figure, trials: Sequence[FrozenTrial]) -> None:
-    present = sorted({activation(t) for t in trials} - {None}, key=list(ACTIVATIONS).index)
+def _activation_legend(fig: Figure, trials: Sequence[TrialRecord]) -> None:
+    used = {r.activation for r in trials}
+    present = [a for a in ACTIVATIONS if a in used]
     handles = [
         Line2D([], [], ls="", marker="o", color=COLORS.get(a, "black"), label=a) for a in present
     ]

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from optuna.trial import FrozenTrial, TrialState
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+from mlpsearch.trials import FINISHED, TrialRecord, best
 
 
 class Progress:
@@ -23,23 +23,25 @@ class Progress:
         self._bar_shown = False
 
     def update(self, trials: list[FrozenTrial]) -> None:
-        finished = [t for t in trials if t.state in FINISHED and t.number not in self.seen]
+        """Take the study's trials as the storage holds them now; print the newly finished."""
+        new = [t for t in trials if t.state in FINISHED and t.number not in self.seen]
+        finished = [TrialRecord.from_frozen(t) for t in sorted(new, key=lambda t: t.number)]
         if self.done_at_start is None:  # trials of an earlier run: counted, not printed
-            self.seen.update(t.number for t in finished)
+            self.seen.update(r.number for r in finished)
             self.done_at_start = len(finished)
             self._best_of(finished)
             return
-        for t in sorted(finished, key=lambda t: t.number):
-            self.seen.add(t.number)
-            self._best_of([t])
+        for r in finished:
+            self.seen.add(r.number)
+            self._best_of([r])
             self._clear()
-            self.echo(trial_line(t))
+            self.echo(trial_line(r))
         self._draw()
 
-    def _best_of(self, trials: list[FrozenTrial]) -> None:
-        for t in trials:
-            if t.state == TrialState.COMPLETE and (self.best is None or t.value < self.best):
-                self.best = t.value
+    def _best_of(self, trials: list[TrialRecord]) -> None:
+        top = best(trials)
+        if top is not None and (self.best is None or top.value < self.best):
+            self.best = top.value
 
     def _counted(self) -> int:
         return len(self.seen)
@@ -71,24 +73,18 @@ class Progress:
         self._clear()
 
 
-def trial_line(t: FrozenTrial) -> str:
+def trial_line(r: TrialRecord) -> str:
     """One concise line about a finished trial."""
-    a = t.user_attrs
-    config = a.get("config", {})
-    model, train = config.get("model", {}), config.get("train", {})
-    layers = model.get("layer_sizes", [])[1:-1]
-    shape = f"{model.get('activation', '?')} {layers}" if model else ""
-    lr = f"lr {train['learning_rate']:.3g}" if "learning_rate" in train else ""
-    head = f"trial {t.number:>4} {t.state.name.lower():<8}"
-    if t.state == TrialState.COMPLETE:
+    shape = f"{r.activation} {list(r.units)}" if r.config else ""
+    lr = f"lr {r.setting('learning_rate'):.3g}" if r.config else ""
+    head = f"trial {r.number:>4} {r.state.name.lower():<8}"
+    if r.state == TrialState.COMPLETE:
         body = (
-            f"val {a.get('best_val_error', t.value):.2%}  train {a.get('best_train_error', 0):.2%}"
-            f"  {a.get('epochs', 0):>3} ep  {a.get('seconds', 0):6.1f}s"
+            f"val {r.best_val_error:.2%}  train {r.best_train_error:.2%}"
+            f"  {r.epochs:>3} ep  {r.seconds or 0:6.1f}s"
         )
-    elif t.state == TrialState.PRUNED:
-        body = a.get("prune_reason", "pruned")
     else:
-        body = a.get("fail_reason", "failed")
+        body = r.reason or ("pruned" if r.state == TrialState.PRUNED else "failed")
     return "  ".join(p for p in (head, body, shape, lr) if p)
 
 

@@ -8,17 +8,25 @@ from __future__ import annotations
 
 import base64
 import html
-import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 import pandas as pd
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
-from mlpsearch.plots import PLOTS, describe, write_plots
+from mlpsearch.engine.files import write_atomic
+from mlpsearch.plots import PLOTS, write_plots
 from mlpsearch.tables import write_trials_csv
+from mlpsearch.trials import (
+    TrialRecord,
+    best,
+    best_first,
+    experiment_text,
+    records,
+    stored_experiment,
+)
 
 TOP = 10
 
@@ -39,11 +47,12 @@ def write_report(
     folder.mkdir(parents=True, exist_ok=True)
     csv = folder / "trials.csv"
     write_trials_csv(study, csv)
-    table = top_trials(study, top)
-    facts = summary(study)
+    trials = records(study)
+    table = top_trials(trials, top)
+    facts = summary(study, trials)
     plots = write_plots(study, folder / "plots")
     page = folder / "report.html"
-    page.write_text(render_html(study, facts, table, plots), encoding="utf-8")
+    write_atomic(page, render_html(study, facts, table, plots))
 
     width = max(len(k) for k, _ in facts)
     for key, value in facts:
@@ -60,72 +69,60 @@ def write_report(
 # --- the content -----------------------------------------------------------------------------
 
 
-def summary(study: optuna.Study) -> list[tuple[str, str]]:
+def summary(study: optuna.Study, trials: Sequence[TrialRecord]) -> list[tuple[str, str]]:
     """(label, value) lines describing the study: its setup, its trials, its best trial."""
-    trials = study.get_trials(deepcopy=False)
-    counts = {s: sum(t.state == s for t in trials) for s in TrialState}
+    counts = {s: sum(r.state == s for r in trials) for s in TrialState}
     states = ", ".join(f"{n} {s.name.lower()}" for s, n in counts.items() if n)
     facts = [("study", study.study_name)]
-    setup = _experiment_doc(study)
-    if setup:
-        s, d, tr = setup.get("study", {}), setup.get("data", {}), setup.get("train", {})
+    exp = stored_experiment(study, required=False)
+    if exp is not None:
+        s, d = exp.study, exp.data
         facts += [
-            ("dataset", f"{d.get('dataset')} (validation fraction {d.get('val_fraction')})"),
+            ("dataset", f"{d.dataset} (validation fraction {d.val_fraction})"),
+            ("search", f"{s.sampler} sampler, {_pruner(s.pruner)}, seed {s.seed}"),
             (
-                "search",
-                f"{s.get('sampler')} sampler, {_pruner(s.get('pruner'))}, seed {s.get('seed')}",
+                "training",
+                f"up to {exp.train['epochs']} epochs, patience {exp.train['patience']}",
             ),
-            ("training", f"up to {tr.get('epochs')} epochs, patience {tr.get('patience')}"),
         ]
     facts.append(("trials", f"{len(trials)} ({states or 'none'})"))
-    seconds = sum(t.user_attrs.get("seconds") or 0.0 for t in trials)
+    seconds = sum(r.seconds or 0.0 for r in trials)
     facts.append(("training time", f"{seconds:.1f} s summed over trials"))
-    failed = [t for t in trials if t.state == TrialState.FAIL]
+    failed = [r for r in trials if r.state == TrialState.FAIL]
     if failed:
-        reasons = [
-            f"{t.number}: {t.user_attrs.get('fail_reason', 'no reason stored')}" for t in failed
-        ]
+        reasons = [f"{r.number}: {r.reason or 'no reason stored'}" for r in failed]
         more = f"; and {len(reasons) - 5} more (see trials.csv)" if len(reasons) > 5 else ""
         facts.append(("failed trials", "; ".join(reasons[:5]) + more))
-    best = _best(trials)
-    if best is not None:
-        a = best.user_attrs
+    top = best(trials)
+    if top is not None:
         facts.append(
             (
                 "best trial",
-                f"{best.number}: validation error {best.value:.2%}, train error "
-                f"{a.get('best_train_error', float('nan')):.2%} at epoch {a.get('best_epoch')} "
-                f"of {a.get('epochs')}; {describe(best)}",
+                f"{top.number}: validation error {top.value:.2%}, train error "
+                f"{top.best_train_error:.2%} at epoch {top.best_epoch} of {top.epochs}; "
+                f"{top.describe()}",
             )
         )
     return facts
 
 
-def top_trials(study: optuna.Study, k: int = TOP) -> pd.DataFrame:
+def top_trials(trials: Sequence[TrialRecord], k: int = TOP) -> pd.DataFrame:
     """The ``k`` best complete trials as a table of readable strings, best first."""
-    trials = study.get_trials(deepcopy=False)
-    best = sorted(
-        (t for t in trials if t.state == TrialState.COMPLETE and t.value is not None),
-        key=lambda t: (t.value, t.number),
-    )[:k]
     rows = []
-    for t in best:
-        a, config = t.user_attrs, t.user_attrs.get("config") or {}
-        model, train = config.get("model", {}), config.get("train", {})
-        train_error = a.get("best_train_error")
+    for r in best_first(trials)[:k]:
         row = {
-            "trial": t.number,
-            "val error": f"{t.value:.2%}",
-            "train error": "" if train_error is None else f"{train_error:.2%}",
-            "gap": "" if train_error is None else f"{t.value - train_error:+.2%}",
-            "epoch": f"{a.get('best_epoch')}/{a.get('epochs')}",
-            "seconds": f"{a.get('seconds', 0.0):.1f}",
-            "activation": model.get("activation", ""),
-            "hidden units": "-".join(str(u) for u in model.get("layer_sizes", [0, 0])[1:-1]),
-            "learning rate": f"{train.get('learning_rate', float('nan')):.3g}",
+            "trial": r.number,
+            "val error": f"{r.value:.2%}",
+            "train error": f"{r.best_train_error:.2%}",
+            "gap": f"{r.value - r.best_train_error:+.2%}",
+            "epoch": f"{r.best_epoch}/{r.epochs}",
+            "seconds": f"{r.seconds or 0.0:.1f}",
+            "activation": r.activation,
+            "hidden units": "-".join(str(u) for u in r.units),
+            "learning rate": f"{r.setting('learning_rate'):.3g}",
         }
         shown = {"activation", "hidden_layers", "learning_rate"}
-        for name, value in sorted(t.params.items()):
+        for name, value in sorted(r.params.items()):
             if name not in shown and not name.startswith("units"):
                 row[name.replace("_", " ")] = f"{value:.3g}" if isinstance(value, float) else value
         rows.append(row)
@@ -134,19 +131,6 @@ def top_trials(study: optuna.Study, k: int = TOP) -> pd.DataFrame:
 
 def _pruner(name: str | None) -> str:
     return "no pruning" if name in (None, "none") else f"{name} pruner"
-
-
-def _best(trials: list[FrozenTrial]) -> FrozenTrial | None:
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    return min(complete, key=lambda t: (t.value, t.number)) if complete else None
-
-
-def _experiment_doc(study: optuna.Study) -> dict:
-    text = study.user_attrs.get("experiment_toml")
-    try:
-        return tomllib.loads(text) if text else {}
-    except tomllib.TOMLDecodeError:
-        return {}
 
 
 # --- the page --------------------------------------------------------------------------------
@@ -191,7 +175,7 @@ def render_html(
             f'alt="{e(caption)}"><figcaption>{e(path.name)}: {e(caption)}</figcaption></figure>'
         )
     nav = " ".join(f'<a href="#{e(p.stem)}">{e(p.stem)}</a>' for p in plots)
-    experiment = study.user_attrs.get("experiment_toml", "")
+    experiment = experiment_text(study)
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>

@@ -7,9 +7,11 @@ Each names its study either as a results folder (``results/<study>``, holding th
 from __future__ import annotations
 
 import argparse
-import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlpsearch.config import Experiment
 
 STUDY_HELP = (
     "the study: its results folder (e.g. results/digits_random, or just digits_random), "
@@ -199,9 +201,8 @@ def _find_folder(study_arg: str, out: Path) -> Path:
 
 def _name_in(folder: Path) -> str:
     """The study name in ``folder/experiment.toml``, else the folder's name."""
-    doc = _experiment_doc(folder)
-    name = doc.get("study", {}).get("name")
-    return name if isinstance(name, str) else folder.name
+    exp = _folder_experiment(folder)
+    return exp.study.name if exp is not None else folder.name
 
 
 def _url_in(folder: Path) -> str:
@@ -211,8 +212,9 @@ def _url_in(folder: Path) -> str:
     journal = folder / "journal.log"
     if journal.is_file():
         return f"journal:{journal}"
-    storage = _experiment_doc(folder).get("study", {}).get("storage")
-    if isinstance(storage, str) and "***" not in storage:
+    exp = _folder_experiment(folder)
+    storage = exp.study.storage if exp is not None else None
+    if storage is not None and "***" not in storage:
         return storage
     raise ConfigError(
         f"{folder} holds no journal.log"
@@ -221,9 +223,10 @@ def _url_in(folder: Path) -> str:
     )
 
 
-def _experiment_doc(folder: Path) -> dict:
+def _folder_experiment(folder: Path) -> Experiment | None:
+    """The experiment the run wrote into ``folder`` (validated: ConfigError if broken), or None
+    if there is none."""
+    from mlpsearch.config import load_experiment
+
     path = folder / "experiment.toml"
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError):
-        return {}
+    return load_experiment(path) if path.is_file() else None

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-from optuna.trial import FrozenTrial
 
 from mlpsearch.config import Experiment
+from mlpsearch import trials
 from mlpsearch.data import load_data
 from mlpsearch.engine.files import LockTimeout, write_atomic
 from mlpsearch.errors import ConfigError, Interrupted, RunError
@@ -30,16 +30,13 @@ from mlpsearch.progress import Progress
 from mlpsearch.queries import FinishedTrials
 from mlpsearch.storage import default_url, mask, open_storage
 from mlpsearch.study import (
-    best_trial,
     find_study,
     load_study,
-    n_finished,
     open_study,
     plan,
     planning_lock,
     queue,
     size,
-    stored_experiment,
 )
 from mlpsearch.workers import WorkerPool, n_workers
 
@@ -65,7 +62,7 @@ class RunResult:
     n_trials: int
     finished: int
     ran: int
-    best: FrozenTrial | None
+    best: trials.TrialRecord | None
 
 
 def run_study(
@@ -100,7 +97,7 @@ def join_study(
     """
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage = open_storage(storage_url, create=False)
-    exp = stored_experiment(find_study(storage, study_name, storage_url))
+    exp = trials.stored_experiment(find_study(storage, study_name, storage_url))
     if n_jobs is not None:
         exp = exp.replace_study(n_jobs=n_jobs)
     return _run(exp, storage_url, None, echo, resume_hint, storage)
@@ -140,7 +137,7 @@ def _run(
         workers = n_workers(exp.study.n_jobs, waiting, running)
         if folder is None:
             echo(
-                f"joined study {exp.study.name}: {n_finished(study)} of {n_trials} trials "
+                f"joined study {exp.study.name}: {trials.count_finished(study)} of {n_trials} trials "
                 f"finished, {waiting} waiting, {running} running; {workers} workers; "
                 f"storage {mask(url)}"
             )
@@ -160,7 +157,7 @@ def _run(
     finally:
         if pool is not None:
             pool.close()
-    result = RunResult(study, folder, n_trials, n_finished(study), ran, best_trial(study))
+    result = RunResult(study, folder, n_trials, trials.count_finished(study), ran, trials.best(study))
     _say_how_it_ended(result, echo)
     return result
 
@@ -198,7 +195,7 @@ def _work(
     except KeyboardInterrupt:
         progress.close()
         raise Interrupted(
-            f"interrupted: {n_finished(study)} of {n_trials} trials finished and kept; "
+            f"interrupted: {trials.count_finished(study)} of {n_trials} trials finished and kept; "
             f"resume with: {hint}"
         ) from None
     finally:
@@ -215,7 +212,7 @@ def _say_how_it_ended(result: RunResult, echo: Callable[[str], None]) -> None:
         best = result.best
         echo(
             f"best: trial {best.number}, validation error {best.value:.4f} "
-            f"(train {best.user_attrs.get('best_train_error', float('nan')):.4f}); "
+            f"(train {best.best_train_error:.4f}); "
             f"table: {result.folder / 'trials.csv'}"
         )
 
@@ -249,7 +246,7 @@ def _raise_run_error(err: Exception, study: optuna.Study | None, url: str, hint:
     kept = f"finished trials are kept in {mask(url)}"
     if study is not None:
         try:
-            kept = f"{n_finished(study)} {kept}"
+            kept = f"{trials.count_finished(study)} {kept}"
         except Exception:  # unreachable now; it held every trial when last written
             pass
     raise RunError(f"{problem}; {kept}; {advice}, resume with: {hint}") from None

@@ -46,11 +46,21 @@ def fit(
     )
 
 
+def training_seed(exp: Experiment, seed: int | None = None) -> int:
+    """The training seed of a fixed experiment: ``seed`` if given, else its ``[train] seed``
+    (a ``best.toml`` holds the trial's), else its ``[study] seed``."""
+    if seed is not None:
+        return seed
+    return exp.train.get("seed", exp.study.seed)
+
+
 def train_experiment(
-    exp: Experiment, seed: int = 0, echo: Callable[[str], None] | None = None
+    exp: Experiment, seed: int | None = None, echo: Callable[[str], None] | None = None
 ) -> Run:
+    """Train the single configuration of ``exp`` (every hyperparameter fixed) with
+    :func:`training_seed`; ConfigError if a hyperparameter is searched."""
     data = load_data(exp)
-    config = fixed_config(exp, data, seed)
+    config = fixed_config(exp, data, training_seed(exp, seed))
     model = MLP(**config["model"])
 
     def on_epoch(r: EpochRecord) -> None:

@@ -5,8 +5,8 @@ Hyperparameter names double as Optuna parameter names. Units are chosen per hidd
 
 Random and grid configurations are drawn here, in the parent process, as a function of the
 study seed and the trial's slot (its index in the study) alone, then enqueued; so the set of
-configurations does not depend on how many workers run them. TPE and QMC sample in the workers
-through :func:`suggest`.
+configurations does not depend on how many workers run them (QMC too: see
+:mod:`mlpsearch.samplers`). TPE samples in the workers through :func:`suggest`.
 """
 
 from __future__ import annotations
@@ -17,12 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from mlpsearch.config import Choice, Experiment, Fixed, Range, Spec
-
-
-def layer_units(space: dict[str, Spec], layer: int) -> Spec:
-    """The spec of the units of hidden layer ``layer`` (1-based)."""
-    return space.get(f"units_{layer}", space["units"])
+from mlpsearch.config import OFF, Choice, Experiment, Fixed, Range, Spec, layer_units
+from mlpsearch.engine.hyperparameters import RULES
 
 
 def slot_seed(study_seed: int, slot: int) -> int:
@@ -53,7 +49,7 @@ def draw_random(exp: Experiment, slot: int) -> dict[str, Any]:
 def grid(exp: Experiment) -> list[dict[str, Any]]:
     """Every configuration of a grid search, in a seeded shuffled order."""
     flat = {
-        name: _values(spec)
+        name: spec.grid_values()
         for name, spec in _ordered(exp.space)
         if not isinstance(spec, Fixed) and not name.startswith("units")
     }
@@ -62,7 +58,7 @@ def grid(exp: Experiment) -> list[dict[str, Any]]:
         params = dict(zip(flat, combo, strict=True))
         n_layers = _value(params, exp.space, "hidden_layers")
         layers = {
-            f"units_{i}": _values(layer_units(exp.space, i))
+            f"units_{i}": layer_units(exp.space, i).grid_values()
             for i in range(1, n_layers + 1)
             if not isinstance(layer_units(exp.space, i), Fixed)
         }
@@ -74,10 +70,6 @@ def grid(exp: Experiment) -> list[dict[str, Any]]:
     return [configs[i] for i in order]
 
 
-def grid_size(exp: Experiment) -> int:
-    return len(grid(exp))
-
-
 def _ordered(space: dict[str, Spec]) -> list[tuple[str, Spec]]:
     return sorted(space.items())
 
@@ -86,14 +78,6 @@ def _value(params: dict[str, Any], space: dict[str, Spec], name: str) -> Any:
     """The drawn value of ``name``, or its fixed value when it is not searched."""
     spec = space[name]
     return spec.value if isinstance(spec, Fixed) else params[name]
-
-
-def _values(spec: Spec) -> list[Any]:
-    if isinstance(spec, Choice):
-        return list(spec.values)
-    if isinstance(spec, Range):
-        return list(range(int(spec.low), int(spec.high) + 1, int(spec.step or 1)))
-    return [spec.value]
 
 
 def _draw(spec: Spec, rng: np.random.Generator) -> Any:
@@ -153,30 +137,20 @@ def trial_config(
     """The engine settings of one trial: ``{"model": MLP kwargs, "train": TrainConfig kwargs}``.
 
     ``values`` is what :func:`suggest` returned; ``n_in`` and ``n_out`` are the dataset's
-    input and output sizes. The result is JSON-able and is stored on the
-    trial, so a trial can be re-run from the storage alone.
+    input and output sizes; ``seed`` seeds both the initial weights and the training. Each value
+    goes to the part of the engine its rule names (``engine.hyperparameters.RULES``);
+    ``hidden_layers`` and ``units`` make ``layer_sizes``. The result is JSON-able and is stored
+    on the trial, so a trial can be re-run from the storage alone.
     """
-    model = {
-        "layer_sizes": [n_in, *values["units"], n_out],
-        "activation": values["activation"],
-        "init": values["init"],
-        "init_scale": values["init_scale"],
-        "bias_init": values["bias_init"],
-        "dtype": "float32",
-        "seed": seed,
+    config: dict[str, dict[str, Any]] = {
+        "model": {"layer_sizes": [n_in, *values["units"], n_out], "dtype": "float32"},
+        "train": {},
     }
-    train = {
-        "epochs": exp.train["epochs"],
-        "batch_size": values["batch_size"],
-        "optimizer": values["optimizer"],
-        "learning_rate": values["learning_rate"],
-        "momentum": values["momentum"],
-        "schedule": values["schedule"],
-        "step_size": exp.train["step_size"],
-        "gamma": exp.train["gamma"],
-        "weight_decay": values["weight_decay"],
-        "dropout": values["dropout"],
-        "patience": exp.train["patience"] or None,
-        "seed": seed,
-    }
-    return {"model": model, "train": train}
+    settings = {k: v for k, v in exp.train.items() if k != "seed"}  # the seed is ``seed``
+    for name, value in {**values, **settings}.items():
+        rule = RULES[name]
+        if name not in ("hidden_layers", "units"):
+            config[rule.part][name] = None if rule.optional and value == OFF else value
+    for part in config.values():
+        part["seed"] = seed
+    return config

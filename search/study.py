@@ -9,21 +9,21 @@ storage enqueue each slot once.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from mlpsearch import queries, space
-from mlpsearch.config import Experiment, parse_experiment
+from mlpsearch.config import Experiment
 from mlpsearch.engine.files import file_lock
 from mlpsearch.errors import ConfigError
 from mlpsearch.journal import journal_path
 from mlpsearch.liveness import fail_stale
+from mlpsearch.samplers import make_sampler, qmc_configs
 from mlpsearch.storage import LOCK_SECONDS, database_lock, mask
 
 
@@ -93,15 +93,6 @@ def identity(exp: Experiment) -> dict[str, str]:
     }
 
 
-def make_sampler(exp: Experiment) -> optuna.samplers.BaseSampler:
-    seed = exp.study.seed
-    if exp.study.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
-    if exp.study.sampler == "qmc":
-        return optuna.samplers.QMCSampler(seed=seed, scramble=True)
-    return optuna.samplers.RandomSampler(seed=seed)  # random and grid trials come enqueued
-
-
 def make_pruner(exp: Experiment) -> optuna.pruners.BasePruner:
     if exp.study.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=3)
@@ -152,6 +143,8 @@ def plan(
         if n_trials > len(configs):
             echo(f"the grid has {len(configs)} configurations; running all of them")
             n_trials = len(configs)
+    elif exp.study.sampler == "qmc":
+        configs = qmc_configs(exp, n_trials)
     taken = _taken_slots(study)
     for slot in range(n_trials):
         if slot in taken:
@@ -161,7 +154,7 @@ def plan(
         elif exp.study.sampler == "random":
             params = space.draw_random(exp, slot)
         else:
-            params = {}  # TPE and QMC sample in the worker, knowing the trials before
+            params = {}  # TPE samples in the worker, knowing the trials before
         seed = space.slot_seed(exp.study.seed, slot)
         study.enqueue_trial(params, user_attrs={"slot": slot, "seed": seed})
     return max(n_trials, max(taken, default=-1) + 1)
@@ -192,36 +185,3 @@ def queue(study: optuna.Study, storage: optuna.storages.BaseStorage) -> tuple[in
     """How many trials are waiting and how many are running."""
     counts = queries.count_states(study, storage)
     return counts[TrialState.WAITING], counts[TrialState.RUNNING]
-
-
-# --- what the study holds (the trial-record module reads these) ------------------------------
-
-
-def stored_experiment(study: optuna.Study) -> Experiment:
-    """The experiment a study was created from (its ``experiment_toml`` user attribute)."""
-    text = study.user_attrs.get("experiment_toml")
-    if not isinstance(text, str):
-        raise ConfigError(
-            f"study {study.study_name!r} holds no experiment (it was not created by "
-            "mlpsearch run); nothing to join"
-        )
-    try:
-        return parse_experiment(tomllib.loads(text), source=f"study {study.study_name}")
-    except (tomllib.TOMLDecodeError, ConfigError) as err:
-        raise ConfigError(f"study {study.study_name!r}: its stored experiment: {err}") from None
-
-
-def n_finished(study: optuna.Study) -> int:
-    """Trials that ended (complete, pruned, or failed for a reason of their own)."""
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    return len(trials) + sum(
-        1
-        for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-        if not str(t.user_attrs.get("fail_reason", "")).endswith("re-queued")
-    )
-
-
-def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    """The complete trial of lowest validation error (the lowest number among equals)."""
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return min(complete, key=lambda t: (t.value, t.number)) if complete else None

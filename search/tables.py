@@ -8,6 +8,7 @@ import optuna
 import pandas as pd
 
 from mlpsearch.engine.files import write_atomic
+from mlpsearch.trials import records
 
 RESULT_COLUMNS = [
     "train_error",
@@ -27,21 +28,20 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     ``dead_fraction_layers`` lists them all.
     """
     rows = []
-    for t in study.get_trials(deepcopy=False):
-        a = t.user_attrs
-        dead = a.get("dead_fraction") or []
+    for r in records(study):
+        dead = r.dead_fraction
         row = {
-            "number": t.number,
-            "state": t.state.name,
-            "slot": a.get("slot"),
-            "value": t.value,
-            **{f"param_{k}": v for k, v in sorted(t.params.items())},
-            **{k: a.get(k) for k in RESULT_COLUMNS},
+            "number": r.number,
+            "state": r.state.name,
+            "slot": r.slot,
+            "value": r.value,
+            **{f"param_{k}": v for k, v in sorted(r.params.items())},
+            **{k: getattr(r, k) for k in RESULT_COLUMNS},
             "dead_fraction": max(dead) if dead else None,
             "dead_fraction_layers": " ".join(f"{d:.3f}" for d in dead),
-            "seed": a.get("seed"),
-            "retry_of": t.system_attrs.get("failed_trial"),
-            "reason": a.get("fail_reason") or a.get("prune_reason") or "",
+            "seed": r.seed,
+            "retry_of": r.retry_of,
+            "reason": r.reason,
         }
         rows.append(row)
     frame = pd.DataFrame(rows)

@@ -54,6 +54,21 @@ def doc(**sections):
         ({"space": {"hidden_layers": 9}}, "space.hidden_layers: 9 is out of range"),
         ({"space": {"units_4": 32}}, "space.units_4: layer 4 does not exist"),
         ({"space": {"dropout": 1.0}}, "space.dropout: 1.0 is out of range"),
+        (
+            {"space": {"momentum": 1.0}},
+            "space.momentum: 1.0 is out of range; allowed: 0 <= value < 1",
+        ),
+        ({"train": {"momentum": -0.5}}, "train.momentum: -0.5 is out of range"),
+        (
+            {"space": {"units": {"low": 8, "high": 70000}}},
+            "space.units.high: 70000 is out of range",
+        ),
+        (
+            {"train": {"patience": -1}},
+            "train.patience: -1 is out of range; allowed: value >= 1, or 0 (off)",
+        ),
+        ({"train": {"seed": -1}}, "train.seed: -1 is out of range; allowed: value >= 0"),
+        ({"train": {"seed": "7"}}, "train.seed: '7' is not an integer"),
         ({"space": {"lr": 0.1}}, "space.lr: unknown key"),
         ({"train": {"learning_rate": 0.1}, "space": {"learning_rate": 0.2}}, "in one place only"),
         (
@@ -90,8 +105,9 @@ def test_defaults_and_specs():
     assert set(exp.searched) == {"hidden_layers", "units", "activation", "learning_rate"}
 
 
-def test_to_toml_round_trips():
-    exp = load_experiment(EXPERIMENTS / "digits_random.toml")
+@pytest.mark.parametrize("path", sorted(EXPERIMENTS.glob("*.toml")), ids=lambda p: p.stem)
+def test_to_toml_round_trips(path):
+    exp = load_experiment(path)
     again = parse_experiment(tomllib.loads(exp.to_toml()))
     assert again == exp
 

@@ -294,7 +294,7 @@ def test_foreign_files_rejected(tmp_path):
     text = tmp_path / "notes.npz"
     text.write_text("hello")
     truncated = tmp_path / "truncated.npz"
-    MLP([4, 3]).save(truncated)
+    MLP([4, 2, 3]).save(truncated)
     truncated.write_bytes(truncated.read_bytes()[:100])
     for path in (foreign, text, truncated):
         with pytest.raises(ValueError, match="not a valid mlpsearch model file") as info:

@@ -100,6 +100,23 @@ def test_report_twice_gives_identical_files(folder):
     assert report_files(folder) == first
 
 
+def test_report_files_are_replaced_whole(folder):
+    """Each file is written to a temporary file and renamed over the old one (a reader sees
+    the old file or the new one, never half of one): a second report gives new inodes and
+    leaves no temporary file behind."""
+    assert main(["report", str(folder)]) == 0
+    files = [folder / "trials.csv", folder / "report.html", *(folder / "plots").iterdir()]
+    before = {p: p.stat().st_ino for p in files}
+    with open(folder / "report.html", "rb") as held:  # a reader that has the old page open
+        old = held.read()
+        assert main(["report", str(folder)]) == 0
+        held.seek(0)
+        assert held.read() == old
+    assert all(p.stat().st_ino != ino for p, ino in before.items())
+    leftovers = [p for p in folder.rglob("*") if p.name.endswith(".tmp")]
+    assert leftovers == []
+
+
 def test_storage_and_study_options_name_the_same_study(folder, tmp_path):
     url = f"journal:{folder / 'journal.log'}"
     out = tmp_path / "elsewhere"

@@ -15,8 +15,9 @@ from mlpsearch.engine import MLP
 from mlpsearch.cli import main
 from mlpsearch.config import load_experiment
 from mlpsearch.rerun import fresh_seeds, rerun, standalone_toml
-from mlpsearch.single import train_experiment
+from mlpsearch.single import fixed_config, train_experiment
 from mlpsearch.storage import open_storage
+from mlpsearch.trials import TrialRecord, stored_experiment
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -84,11 +85,12 @@ def test_best_toml_round_trips_through_mlpsearch_train(folder, tmp_path):
     assert main(["rerun", str(folder)]) == 0
     path = folder / "best.toml"
     doc = tomllib.loads(path.read_text())
-    assert doc["study"]["seed"] == best.user_attrs["seed"]
+    assert doc["train"]["seed"] == best.user_attrs["seed"]  # the training seed has its own key
+    assert doc["study"]["seed"] == 11  # and [study] seed is the study's
     assert doc["space"]["learning_rate"] == best.params["learning_rate"]
 
-    # in process: the very same validation error
-    run = train_experiment(load_experiment(path), seed=doc["study"]["seed"])
+    # in process: the very same validation error, with the file's [train] seed
+    run = train_experiment(load_experiment(path))
     assert run.history.best_val_error == best.user_attrs["best_val_error"]
     assert run.history.val_error == best.user_attrs["curve_val_error"]
 
@@ -154,12 +156,78 @@ def test_bad_rerun_arguments_are_one_line_errors(folder, capsys, args, message):
 
 def test_standalone_toml_fixes_every_hyperparameter(folder):
     study = load(folder)
-    best = best_trial(study)
-    from mlpsearch.rerun import study_experiment
-
-    text = standalone_toml(study, best, study_experiment(study, folder))
+    best = TrialRecord.from_frozen(best_trial(study))
+    text = standalone_toml(study, best, stored_experiment(study))
     path = folder / "check.toml"
     path.write_text(text)
     exp = load_experiment(path)
     assert exp.searched == {}
-    assert exp.data == study_experiment(study, folder).data
+    assert exp.data == stored_experiment(study).data
+    assert exp.train["seed"] == best.seed
+
+
+def test_standalone_toml_describes_exactly_each_trials_config(folder):
+    """The round trip, as a test: best.toml, read back and resolved as ``mlpsearch train``
+    resolves it, gives back the stored engine config of the trial, for every trial."""
+    from mlpsearch.data import load_data
+
+    study = load(folder)
+    data = load_data(stored_experiment(study))
+    for t in study.trials:
+        record = TrialRecord.from_frozen(t)
+        path = folder / f"check_{t.number}.toml"
+        path.write_text(standalone_toml(study, record, stored_experiment(study)))
+        exp = load_experiment(path)
+        assert fixed_config(exp, data, exp.train["seed"]) == t.user_attrs["config"], t.number
+
+
+def test_train_seed_falls_back_to_the_study_seed(folder, tmp_path):
+    """An experiment without [train] seed trains with its [study] seed, as before the key."""
+    study = load(folder)
+    best = TrialRecord.from_frozen(best_trial(study))
+    text = standalone_toml(study, best, stored_experiment(study))
+    with_key = folder / "with.toml"
+    with_key.write_text(text)
+    without = folder / "without.toml"
+    lines = text.splitlines()
+    train = lines.index("[train]")
+    seed_line = next(i for i in range(train, len(lines)) if lines[i].startswith("seed = "))
+    del lines[seed_line]
+    without.write_text("\n".join(lines).replace("seed = 11", f"seed = {best.seed}", 1))
+    assert "seed" not in load_experiment(without).train
+    a = train_experiment(load_experiment(with_key))
+    b = train_experiment(load_experiment(without))
+    assert a.history.val_error == b.history.val_error == list(best.curves.val_error)
+    # --seed still wins over both
+    c = train_experiment(load_experiment(with_key), seed=best.seed + 1)
+    assert c.config["train"]["seed"] == best.seed + 1
+
+
+@pytest.mark.parametrize("seed, message", [(-1, "out of range"), ("7", "integer")])
+def test_a_bad_train_seed_is_one_line(tmp_path, capsys, seed, message):
+    from mlpsearch.config import dumps_toml
+
+    path = tmp_path / "e.toml"
+    path.write_text(dumps_toml({"train": {"epochs": 2, "seed": seed}}))
+    assert main(["train", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mlpsearch: error: {path}: train.seed: ") and message in err
+    assert err.count("\n") == 1
+
+
+def test_rerun_replaces_its_toml_whole(folder):
+    """best.toml is written to a temporary file and renamed over the old one (the model
+    files are written by the engine's MLP.save)."""
+    study = load(folder)
+    first = rerun(study, folder, echo=lambda s: None).files["toml"]
+    inode = first.stat().st_ino
+    again = rerun(study, folder, echo=lambda s: None).files["toml"]
+    assert again == first and again.stat().st_ino != inode
+    assert [p for p in folder.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_importing_rerun_does_not_import_matplotlib():
+    code = "import sys, mlpsearch.rerun; print('matplotlib' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -336,3 +336,54 @@ def test_small_and_odd_inputs():
     assert len(h.records) == 2
     assert model.forward(np.empty((0, 12))).shape == (0, 4)
     np.testing.assert_array_equal(model.predict(Xv.astype(np.float64)), model.predict(Xv))
+
+
+# ---------------------------------------------------------------- train error
+
+
+def test_train_error_is_the_models_error_in_evaluation_mode():
+    """train_loss / train_error are the final weights' loss and error on the training part with
+    dropout off, not the running minibatch averages (kept as batch_loss / batch_error)."""
+    Xt, yt, Xv, yv = make_data(n=800)
+    model = MLP([12, 32, 4], seed=0)
+    h = train(model, Xt, yt, Xv, yv, TrainConfig(epochs=3, dropout=0.5, learning_rate=0.1))
+    last = h.records[-1]
+    loss, error, _ = model.evaluate(Xt, yt)
+    assert last.train_error == pytest.approx(error, abs=1e-12)
+    assert last.train_loss == pytest.approx(loss, rel=1e-5)
+    # with half the units dropped, the running average is visibly worse than the model
+    assert last.batch_loss > last.train_loss
+    assert h.to_dict()["batch_error"] == [r.batch_error for r in h.records]
+
+
+def test_train_error_on_a_fixed_subset_of_a_large_training_part():
+    """More rows than TRAIN_EVAL_ROWS: a fixed sample of exactly that many, the same rows
+    whatever the trial's seed, in their original order."""
+    from mlpsearch.engine.training import TRAIN_EVAL_ROWS
+
+    Xt, yt, _, _ = make_data(n=(TRAIN_EVAL_ROWS + 3000) * 4 // 3, n_in=4)
+    Xt[:, 0] = np.arange(len(Xt))  # the row number, to identify the sample
+    a = Trainer(MLP([4, 3, 4]), Xt, yt, TrainConfig(seed=1))
+    b = Trainer(MLP([4, 3, 4]), Xt, yt, TrainConfig(seed=2))
+    rows = a.X_eval[:, 0].astype(int)
+    assert len(rows) == TRAIN_EVAL_ROWS == len(np.unique(rows))
+    assert np.all(np.diff(rows) > 0) and rows[-1] > TRAIN_EVAL_ROWS  # spread over the part
+    np.testing.assert_array_equal(a.X_eval, b.X_eval)
+    np.testing.assert_array_equal(a.y_eval, yt[rows])
+    loss, error, _ = a.model.evaluate(Xt[rows], yt[rows])
+    assert a.evaluate_train() == pytest.approx((loss, error), rel=1e-6)
+
+
+def test_train_evaluation_allocates_no_arrays():
+    Xt, yt, _, _ = make_data(n=4000, n_in=64)
+    trainer = Trainer(MLP([64, 256, 128, 4], seed=0), Xt, yt, TrainConfig(dropout=0.1))
+    trainer.evaluate_train()  # warm-up: the evaluation workspace
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        trainer.evaluate_train()
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak - base < 1000 * 128 * 4 // 2  # less than half the last chunk's activations
+    assert current - base < 1024

@@ -24,6 +24,7 @@ from optuna.trial import TrialState
 from mlpsearch.cli import find_experiment
 from mlpsearch.config import load_experiment
 from mlpsearch.runner import run_study
+from mlpsearch.trials import records
 
 
 def measure(exp, jobs: int, folder: Path, run: int) -> dict[str, float]:
@@ -31,8 +32,8 @@ def measure(exp, jobs: int, folder: Path, run: int) -> dict[str, float]:
     started = time.perf_counter()
     result = run_study(exp, folder, echo=lambda line: None)
     wall = time.perf_counter() - started
-    trials = result.study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
-    training = sum(t.user_attrs["seconds"] for t in trials)
+    trials = records(result.study, (TrialState.COMPLETE, TrialState.PRUNED))
+    training = sum(r.seconds for r in trials)
     return {
         "jobs": jobs,
         "trials": len(trials),

@@ -1,0 +1,459 @@
+"""The stored trial: what the objective writes on an Optuna trial, and the one record every
+reader gets back.
+
+Writing: the objective calls :func:`training_seed`, :func:`store_start`, :func:`store_epochs`,
+:func:`store_pruned` and :func:`store_failure`; the attribute names they use are declared once,
+below, and nowhere else.
+
+Reading: :meth:`TrialRecord.from_frozen` turns an Optuna ``FrozenTrial`` into a frozen, typed
+:class:`TrialRecord`, checking every stored value on the way: a value that is missing where it
+must be (a complete trial without a best epoch) or malformed (a string where the config table
+belongs, an unknown activation) is one :class:`~mlpsearch.errors.ConfigError` line naming the
+trial and the attribute. On top of it: :func:`records`, :func:`best`, :func:`best_first`,
+:func:`pick`, :func:`count_finished` and :func:`stored_experiment`.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import socket
+import tomllib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, NoReturn
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from mlpsearch.config import Experiment, parse_experiment
+from mlpsearch.engine import MLP, EpochRecord, TrainConfig
+from mlpsearch.errors import ConfigError
+from mlpsearch.space import slot_seed
+
+# --- the stored attributes, declared once ----------------------------------------------------
+
+# Trial user attributes. The runner enqueues SLOT and SEED with the trial; the objective
+# writes the others.
+SLOT = "slot"  # int: the trial's index in the study; its configuration and seed derive from it
+SEED = "seed"  # int: the training seed (initial weights, minibatch order, dropout masks)
+CONFIG = "config"  # {"model": MLP keyword arguments, "train": TrainConfig keyword arguments}
+HOST = "host"  # str: the machine that trained it
+PID = "pid"  # int: the worker process
+BLAS_THREADS = "blas_threads"  # int: BLAS threads in force (bitwise reproduction needs them)
+BLAS_KERNEL = "blas_kernel"  # str: BLAS library, version and kernel (e.g. "openblas 0.3.30 Haswell")
+ENGINE = "engine"  # str: fingerprint of the engine's computing modules
+NUMPY = "numpy"  # str: numpy version
+EPOCHS = "epochs"  # int: epochs run
+SECONDS = "seconds"  # float: training time
+TRAIN_ERROR, VAL_ERROR = "train_error", "val_error"  # float: at the last epoch run
+BEST_EPOCH = "best_epoch"  # int: 1-based epoch of the lowest validation error (the earliest)
+BEST_TRAIN_ERROR, BEST_VAL_ERROR = "best_train_error", "best_val_error"  # float: at it
+CURVES = {  # lists, one value per epoch (None where a loss was not finite)
+    name: f"curve_{name}"
+    for name in ("train_error", "val_error", "train_loss", "val_loss", "batch_loss", "seconds")
+}
+DEAD_FRACTION = "dead_fraction"  # list of float: dead units per hidden layer, last epoch
+PRUNE_REASON = "prune_reason"  # str
+FAIL_REASON = "fail_reason"  # str
+TRACEBACK = "traceback"  # str: of a failure that is a bug
+# storage.fail_stale ends the fail reason of a trial it re-queued with this; its retry counts.
+REQUEUED = "re-queued"
+# Trial system attribute that Optuna's retry callback sets on a re-queued copy.
+RETRY_OF = "failed_trial"  # int: the number of the failed trial it re-runs
+# Study user attribute: the experiment the study was created from, as TOML.
+EXPERIMENT_TOML = "experiment_toml"
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+# Engine settings the readers show (the engine itself has defaults for the others).
+SHOWN = (
+    ("model", "activation"),
+    ("model", "init_scale"),
+    ("train", "learning_rate"),
+    ("train", "seed"),
+)
+
+
+# --- writing (in the worker, through the objective) -------------------------------------------
+
+
+def training_seed(trial: optuna.Trial, study_seed: int) -> int:
+    """The trial's training seed: the one enqueued with it, else derived from its number
+    (a trial the runner did not enqueue) and stored."""
+    seed = trial.user_attrs.get(SEED)
+    if seed is None:
+        seed = slot_seed(study_seed, trial.number)
+        trial.set_user_attr(SEED, seed)
+    return seed
+
+
+def store_start(
+    trial: optuna.Trial, config: dict[str, Any], blas_threads: int, blas_kernel: str, engine: str
+) -> None:
+    """What the trial trains and where, before its first epoch: the engine config, the host,
+    the process, the BLAS threads and kernel, the engine's fingerprint and the numpy version."""
+    trial.set_user_attr(CONFIG, config)
+    trial.set_user_attr(HOST, socket.gethostname())
+    trial.set_user_attr(PID, os.getpid())
+    trial.set_user_attr(BLAS_THREADS, blas_threads)
+    trial.set_user_attr(BLAS_KERNEL, blas_kernel)
+    trial.set_user_attr(ENGINE, engine)
+    trial.set_user_attr(NUMPY, np.__version__)
+
+
+def store_epochs(trial: optuna.Trial, epochs: Sequence[EpochRecord], seconds: float) -> None:
+    """What the epochs run measured (all of them, however the trial ended)."""
+    attrs: dict[str, Any] = {EPOCHS: len(epochs), SECONDS: round(seconds, 3)}
+    if epochs:
+        best = min(epochs, key=lambda r: (r.val_error, r.epoch))
+        last = epochs[-1]
+        attrs |= {
+            TRAIN_ERROR: last.train_error,
+            VAL_ERROR: last.val_error,
+            BEST_EPOCH: best.epoch,
+            BEST_TRAIN_ERROR: best.train_error,
+            BEST_VAL_ERROR: best.val_error,
+            **{key: [getattr(r, name) for r in epochs] for name, key in CURVES.items()},
+            DEAD_FRACTION: list(last.dead_fraction),
+        }
+    for key, value in attrs.items():
+        trial.set_user_attr(key, _finite(value))
+
+
+def store_pruned(trial: optuna.Trial, reason: str) -> None:
+    trial.set_user_attr(PRUNE_REASON, reason)
+
+
+def store_failure(trial: optuna.Trial, reason: str, traceback: str | None = None) -> None:
+    """Why the trial failed; ``traceback`` for a failure that is a bug, not the trial's own."""
+    trial.set_user_attr(FAIL_REASON, reason)
+    if traceback is not None:
+        trial.set_user_attr(TRACEBACK, traceback)
+
+
+def _finite(value: Any) -> Any:
+    """JSON-safe values: NaN and infinities (a diverging loss) become None."""
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+# --- the record --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Curves:
+    """Per-epoch values of a trial, epoch 1 first (None where a loss was not finite)."""
+
+    train_error: tuple[float | None, ...] = ()
+    val_error: tuple[float | None, ...] = ()
+    train_loss: tuple[float | None, ...] = ()
+    val_loss: tuple[float | None, ...] = ()
+    batch_loss: tuple[float | None, ...] = ()  # running mean over the epoch's minibatches
+    seconds: tuple[float | None, ...] = ()
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One stored trial, checked and typed. Build it with :meth:`from_frozen`.
+
+    A complete trial always has ``config``, ``epochs``, ``best_epoch``, ``best_train_error``,
+    ``best_val_error`` and its error curves; any other value may be None (absent: the trial
+    ended before it was measured, or it was stored by an older version).
+    """
+
+    number: int
+    state: TrialState
+    value: float | None  # Optuna's objective value: the best validation error
+    params: dict[str, Any]  # the sampled hyperparameters, by their Optuna names
+    distributions: dict[str, BaseDistribution]
+    config: dict[str, dict[str, Any]] | None  # {"model": MLP kwargs, "train": TrainConfig kwargs}
+    slot: int | None = None
+    seed: int | None = None
+    epochs: int | None = None
+    best_epoch: int | None = None
+    train_error: float | None = None  # at the last epoch
+    val_error: float | None = None
+    best_train_error: float | None = None  # at the best epoch
+    best_val_error: float | None = None
+    curves: Curves = field(default_factory=Curves)
+    dead_fraction: tuple[float, ...] = ()  # per hidden layer, at the last epoch
+    seconds: float | None = None
+    started: datetime | None = None
+    completed: datetime | None = None
+    host: str | None = None
+    pid: int | None = None
+    blas_threads: int | None = None
+    blas_kernel: str | None = None
+    engine: str | None = None
+    numpy: str | None = None
+    reason: str = ""  # why it failed or was pruned
+    traceback: str | None = None
+    retry_of: int | None = None  # the failed trial this one re-runs
+
+    @classmethod
+    def from_frozen(cls, t: FrozenTrial, study: str | None = None) -> TrialRecord:
+        """The record of ``t``; ConfigError (one line) for a missing or malformed value.
+
+        ``study`` names the study in messages.
+        """
+        where = f"trial {t.number}" + (f" of study {study!r}" if study else "")
+        read = _Reader(t.user_attrs, where)
+        complete = t.state == TrialState.COMPLETE
+        curves = {
+            name: read.numbers(key, complete and "error" in name) for name, key in CURVES.items()
+        }
+        return cls(
+            number=t.number,
+            state=t.state,
+            value=t.value,
+            params=dict(t.params),
+            distributions=dict(t.distributions),
+            config=read.config(CONFIG, complete),
+            slot=read.integer(SLOT, low=0),
+            seed=read.integer(SEED, low=0),
+            epochs=read.integer(EPOCHS, complete, low=0),
+            best_epoch=read.integer(BEST_EPOCH, complete, low=1),
+            train_error=read.number(TRAIN_ERROR),
+            val_error=read.number(VAL_ERROR),
+            best_train_error=read.number(BEST_TRAIN_ERROR, complete),
+            best_val_error=read.number(BEST_VAL_ERROR, complete),
+            curves=Curves(**{k: tuple(v or ()) for k, v in curves.items()}),
+            dead_fraction=tuple(read.numbers(DEAD_FRACTION, finite=True) or ()),
+            seconds=read.number(SECONDS),
+            started=t.datetime_start,
+            completed=t.datetime_complete,
+            host=read.text(HOST),
+            pid=read.integer(PID),
+            blas_threads=read.integer(BLAS_THREADS, low=1),
+            blas_kernel=read.text(BLAS_KERNEL),
+            engine=read.text(ENGINE),
+            numpy=read.text(NUMPY),
+            reason=read.text(FAIL_REASON) or read.text(PRUNE_REASON) or "",
+            traceback=read.text(TRACEBACK),
+            retry_of=_Reader(t.system_attrs, where).integer(RETRY_OF, low=0),
+        )
+
+    # --- what the readers ask ----------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        """Complete, pruned or failed for good (a failed trial that was re-queued is not)."""
+        return self.state in FINISHED and not self.requeued
+
+    @property
+    def requeued(self) -> bool:
+        """Failed because its worker died, and re-run by a retry."""
+        return _requeued(self.state, self.reason)
+
+    @property
+    def units(self) -> tuple[int, ...]:
+        """Hidden units per layer (empty without a config)."""
+        return tuple(self.config["model"]["layer_sizes"][1:-1]) if self.config else ()
+
+    @property
+    def activation(self) -> str | None:
+        """The activation of the hidden layers (the sampled one if no config was stored)."""
+        if not self.config:
+            value = self.params.get("activation")
+            return value if isinstance(value, str) else None
+        value = self.config["model"]["activation"]
+        return value if isinstance(value, str) else ",".join(value)
+
+    def setting(self, name: str) -> Any:
+        """The engine setting ``name`` (``learning_rate``, ``init_scale``...), None if absent."""
+        if not self.config:
+            return None
+        model, train = self.config["model"], self.config["train"]
+        return model[name] if name in model else train.get(name)
+
+    def describe(self) -> str:
+        """``gelu 121-54-43, lr 0.0957``: the architecture and learning rate of the trial."""
+        if not self.config:
+            return ", ".join(f"{k} {_short(v)}" for k, v in sorted(self.params.items()))
+        units = "-".join(str(u) for u in self.units)
+        return f"{self.activation} {units}, lr {self.setting('learning_rate'):.3g}"
+
+
+def _short(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+class _Reader:
+    """Typed reads of stored attributes; every problem is one ConfigError line."""
+
+    def __init__(self, attrs: dict[str, Any], where: str) -> None:
+        self.attrs, self.where = attrs, where
+
+    def _get(self, key: str, required: bool) -> Any:
+        value = self.attrs.get(key)
+        if value is None and required:
+            self.fail(key, "is missing" if key not in self.attrs else "is null")
+        return value
+
+    def fail(self, key: str, problem: str) -> NoReturn:
+        raise ConfigError(f"{self.where}: stored {key} {problem}")
+
+    def integer(self, key: str, required: bool = False, low: int | None = None) -> int | None:
+        value = self._get(key, required)
+        if value is not None and (not _is_int(value) or (low is not None and value < low)):
+            at_least = "" if low is None else f" >= {low}"
+            self.fail(key, f"{_show(value)} is not an integer{at_least}")
+        return value
+
+    def number(self, key: str, required: bool = False) -> float | None:
+        value = self._get(key, required)
+        if value is not None and not _is_number(value):
+            self.fail(key, f"{_show(value)} is not a number")
+        return value
+
+    def text(self, key: str) -> str | None:
+        value = self._get(key, False)
+        if value is not None and not isinstance(value, str):
+            self.fail(key, f"{_show(value)} is not a string")
+        return value
+
+    def numbers(self, key: str, required: bool = False, finite: bool = False) -> list | None:
+        value = self._get(key, required)
+        if value is None:
+            return None
+        ok = isinstance(value, list) and all(
+            _is_number(v) or (v is None and not finite) for v in value
+        )
+        if not ok:
+            self.fail(key, f"{_show(value)} is not a list of numbers")
+        if required and not value:
+            self.fail(key, "is empty")
+        return value
+
+    def config(self, key: str, required: bool) -> dict[str, dict[str, Any]] | None:
+        value = self._get(key, required)
+        if value is None:
+            return None
+        if not (
+            isinstance(value, dict)
+            and set(value) == {"model", "train"}
+            and all(isinstance(part, dict) for part in value.values())
+        ):
+            self.fail(key, f"{_show(value)} is not a table of model and train settings")
+        sizes = value["model"].get("layer_sizes")
+        if not (
+            isinstance(sizes, list)
+            and len(sizes) >= 2
+            and all(_is_int(n) and n >= 1 for n in sizes)
+        ):
+            self.fail(key, f"model.layer_sizes {_show(sizes)}: not 2 or more positive integers")
+        missing = [f"{part}.{name}" for part, name in SHOWN if name not in value[part]]
+        if missing:
+            self.fail(key, f"has no {', '.join(missing)}")
+        try:  # the engine checks the other settings; a network of one unit per layer is free
+            MLP(**{**value["model"], "layer_sizes": [1] * len(sizes)})
+            TrainConfig.from_dict(value["train"])
+        except (TypeError, ValueError) as err:
+            self.fail(key, f"is not a valid engine config: {err}")
+        return copy.deepcopy(value)  # the storage's cached trial is not ours to change
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# --- a study's trials ----------------------------------------------------------------------
+
+
+def records(study: optuna.Study, states: Iterable[TrialState] | None = None) -> list[TrialRecord]:
+    """The records of ``study``'s trials (those in ``states``), by number."""
+    trials = study.get_trials(deepcopy=False, states=None if states is None else tuple(states))
+    return [TrialRecord.from_frozen(t, study.study_name) for t in trials]
+
+
+def best_first(trials: Iterable[TrialRecord]) -> list[TrialRecord]:
+    """The complete trials of ``trials``, lowest validation error first (ties: lower number)."""
+    done = [r for r in trials if r.state == TrialState.COMPLETE and r.value is not None]
+    return sorted(done, key=lambda r: (r.value, r.number))
+
+
+def best(source: optuna.Study | Iterable[TrialRecord]) -> TrialRecord | None:
+    """The complete trial with the lowest validation error (the lower number on a tie)."""
+    if isinstance(source, optuna.Study):
+        source = records(source, (TrialState.COMPLETE,))
+    ranked = best_first(source)
+    return ranked[0] if ranked else None
+
+
+def pick(study: optuna.Study, number: int | None = None, *, complete: bool = True) -> TrialRecord:
+    """Trial ``number`` of ``study`` (default: the best), as a record.
+
+    ``complete``: it must be complete (else it must at least have a learning curve). Anything
+    else is a ConfigError, one line: no such trial, not complete, nothing to show.
+    """
+    name = study.study_name
+    if number is None:
+        found = best(study)
+        if found is None:
+            raise ConfigError(f"study {name!r} has no complete trial yet")
+        return found
+    trials = study.get_trials(deepcopy=False)
+    by_number = {t.number: t for t in trials}
+    if number not in by_number:
+        known = f"0 to {max(by_number)}" if by_number else "none"
+        raise ConfigError(f"trial {number} is not in study {name!r} (its trials: {known})")
+    record = TrialRecord.from_frozen(by_number[number], name)
+    state = record.state.name.lower()
+    if complete and record.state != TrialState.COMPLETE:
+        raise ConfigError(f"trial {number} of study {name!r} is {state}, not complete")
+    if not record.curves.val_error:
+        raise ConfigError(f"trial {number} of study {name!r} has no learning curve ({state})")
+    return record
+
+
+def count_finished(study: optuna.Study) -> int:
+    """Trials that are complete, pruned, or failed for good (not re-queued).
+
+    Reads only the state and the fail reason, so that a run can always say how far it got.
+    """
+    trials = study.get_trials(deepcopy=False, states=FINISHED)
+    return sum(not _requeued(t.state, str(t.user_attrs.get(FAIL_REASON, ""))) for t in trials)
+
+
+def _requeued(state: TrialState, reason: str) -> bool:
+    return state == TrialState.FAIL and reason.endswith(REQUEUED)
+
+
+def stored_experiment(study: optuna.Study, *, required: bool = True) -> Experiment | None:
+    """The experiment the study was created from, validated.
+
+    ConfigError (one line) if it is broken, or missing when ``required``; else None if missing.
+    """
+    text = study.user_attrs.get(EXPERIMENT_TOML)
+    name = study.study_name
+    if text is None and not required:
+        return None
+    if not isinstance(text, str):
+        raise ConfigError(
+            f"study {name!r} holds no experiment (it was not created by mlpsearch run)"
+        )
+    try:
+        return parse_experiment(tomllib.loads(text), source=f"study {name}")
+    except (tomllib.TOMLDecodeError, ConfigError) as err:
+        raise ConfigError(f"study {name!r}: its stored experiment: {err}") from None
+
+
+def experiment_text(study: optuna.Study) -> str:
+    """The stored experiment as written (TOML), or "" if the study holds none."""
+    text = study.user_attrs.get(EXPERIMENT_TOML)
+    return text if isinstance(text, str) else ""
