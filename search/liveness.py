@@ -21,7 +21,7 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from mlpsearch import trials
+from mlpsearch import queries, trials
 
 # fail_stale_trials and the retry callback are stable in practice but still flagged experimental
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -98,9 +98,10 @@ class Heartbeat:
             return
         self._last = now
         try:
-            self.storage.set_trial_system_attr(self.trial_id, BEAT_KEY, now)
-            if isinstance(self.storage, RDBStorage):
+            if isinstance(self.storage, RDBStorage):  # Optuna's, timed by the database
                 self.storage.record_heartbeat(self.trial_id)
+            else:
+                self.storage.set_trial_system_attr(self.trial_id, BEAT_KEY, now)
         except optuna.exceptions.UpdateFinishedTrialError:
             self._stop.set()  # somebody failed this trial as stale; nothing more to say
 
@@ -149,7 +150,7 @@ def fail_stale(
     if rdb:  # Optuna's heartbeat: what optuna.storages.fail_stale_trials looks at
         for trial_id in storage._get_stale_trial_ids(study._study_id):
             stale[trial_id] = f"worker silent for over {grace:.0f} s (no heartbeat)"
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    for trial in queries.running(study, storage):
         if trial._trial_id in stale:
             continue
         identity = trial.system_attrs.get(WORKER_KEY)

@@ -29,6 +29,7 @@ from mlpsearch.errors import ConfigError, Interrupted, RunError
 from mlpsearch.liveness import fail_stale
 from mlpsearch.postgres import check_storage_room, connections_needed
 from mlpsearch.progress import Progress
+from mlpsearch.queries import FinishedTrials
 from mlpsearch.storage import default_url, mask, open_storage
 from mlpsearch.study import (
     find_study,
@@ -153,7 +154,7 @@ def _run(
                 stored = exp.replace_study(storage=mask(url))
                 write_atomic(folder / "experiment.toml", stored.to_toml())
                 n_trials = plan(exp, study, storage, echo)
-        waiting, running = queue(study)
+        waiting, running = queue(study, storage)
         workers = n_workers(exp.study.n_jobs, waiting, running)
         if folder is None:
             finished = trials.count_finished(study)
@@ -207,7 +208,7 @@ def _confirm(
     top, seeds = exp.study.confirm.top, exp.study.confirm.seeds
     with planning_lock(storage, exp.study.name):
         confirm.enqueue(study, top, seeds)
-    waiting, running = queue(study)
+    waiting, running = queue(study, storage)
     if not (waiting or running):
         return 0
     echo(
@@ -229,9 +230,10 @@ def _work(
 ) -> int:
     """Run the workers until no trial waits or runs; restart them if one is killed."""
     progress = Progress(n_trials, echo=echo, bar=bar)
+    finished = FinishedTrials(study, storage)  # each finished trial read once
 
     def watch() -> None:
-        progress.update(study.get_trials(deepcopy=False))
+        progress.update(finished.new())
 
     watch()
     restarts = ran = 0

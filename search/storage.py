@@ -28,6 +28,14 @@ from mlpsearch.liveness import GRACE_SECONDS, HEARTBEAT_SECONDS, MAX_RETRY, Retr
 #: Longest wait for a lock another process holds while it plans a study or creates tables.
 LOCK_SECONDS = 300.0
 
+#: The connection pool of each process on a database server. A process uses at most two
+#: connections at once (a worker's main thread and its heartbeat; a parent and its planning
+#: lock), so two stay open and two more may open for a moment: 32 workers hold about 70
+#: connections (PostgreSQL's default max_connections is 100). No ping before each use: that
+#: would double the round trips of a trial's many small writes, and a connection lost with
+#: the server stops the run anyway (exit 1, resumable).
+POOL = {"pool_size": 2, "max_overflow": 2}
+
 
 def default_url(results: Path, study: str) -> str:
     """The storage of a study that names none: ``journal:<results>/<study>/journal.log``."""
@@ -83,7 +91,7 @@ def open_storage(
         with _schema_lock(url):
             return RDBStorage(
                 url,
-                engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
+                engine_kwargs=None if url.startswith("sqlite") else POOL,
                 heartbeat_interval=HEARTBEAT_SECONDS,
                 grace_period=GRACE_SECONDS,
                 heartbeat_stale_trial_callback=Retry(max_retry=MAX_RETRY),

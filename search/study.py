@@ -17,7 +17,7 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
-from mlpsearch import space, trials
+from mlpsearch import queries, space, trials
 from mlpsearch.config import Experiment
 from mlpsearch.engine.files import file_lock
 from mlpsearch.errors import ConfigError
@@ -215,8 +215,7 @@ def _taken_slots(study: optuna.Study) -> set[int]:
     }
 
 
-def queue(study: optuna.Study) -> tuple[int, int]:
+def queue(study: optuna.Study, storage: optuna.storages.BaseStorage) -> tuple[int, int]:
     """How many trials are waiting and how many are running."""
-    queued = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
-    waiting = sum(1 for t in queued if t.state == TrialState.WAITING)
-    return waiting, len(queued) - waiting
+    counts = queries.count_states(study, storage)
+    return counts[TrialState.WAITING], counts[TrialState.RUNNING]

@@ -23,7 +23,7 @@ from joblib.externals.loky import get_reusable_executor
 from joblib.externals.loky.process_executor import BrokenProcessPool
 from optuna.trial import TrialState
 
-from mlpsearch import trials
+from mlpsearch import queries, trials
 from mlpsearch.config import Experiment
 from mlpsearch.data import check_same_data, load_data
 from mlpsearch.engine import Diverged
@@ -31,6 +31,7 @@ from mlpsearch.engine.data import Dataset
 from mlpsearch.engine.files import LockTimeout
 from mlpsearch.liveness import Heartbeat, fail_stale
 from mlpsearch.objective import Objective
+from mlpsearch.queries import claim_waiting
 from mlpsearch.storage import open_storage
 from mlpsearch.study import load_study, queue
 from mlpsearch.threads import thread_env, worker_threads
@@ -38,6 +39,7 @@ from mlpsearch.threads import thread_env, worker_threads
 IDLE_POLL_SECONDS = 0.2  # how often an idle worker looks for re-queued trials
 PARENT_POLL_SECONDS = 0.5  # how often a worker looks whether its parent is still there
 WATCH_SECONDS = 0.25  # how often the parent looks at the storage while workers run
+LIVENESS_SECONDS = 1.0  # how often a worker looks for trials of dead workers (grace: 60 s)
 
 # Killed workers leave semaphores that loky's resource tracker removes, with a warning on
 # stderr at exit that only says so; the tracker takes its warning filters from ours.
@@ -84,7 +86,7 @@ class WorkerPool:
         worker's own error) stops them and is raised. Either way the trials they were running
         are failed and re-queued.
         """
-        count = n_workers(self.exp.study.n_jobs, *queue(study))
+        count = n_workers(self.exp.study.n_jobs, *queue(study, storage))
         if count == 0:
             return False, 0
         pending = {
@@ -210,36 +212,24 @@ def _work(exp: Experiment, url: str, threads: int) -> int:
     with threadpool_limits(limits=threads):
         data = _boot(exp)
         storage = open_storage(url, create=False)
-        study = load_study(exp, storage)
+        study = queries.direct(load_study(exp, storage), storage)
         check_same_data(study, data, "run trials of", record=False)
         objective = Objective(exp, data)
         ran = 0
+        checked = -LIVENESS_SECONDS
         while True:
             _check_parent()
-            fail_stale(study, storage)
+            if time.monotonic() - checked >= LIVENESS_SECONDS:  # not before every short trial
+                fail_stale(study, storage)
+                checked = time.monotonic()
             trial_id = claim_waiting(study, storage)
             if trial_id is not None:
                 run_trial(study, storage, objective, trial_id)
                 ran += 1
-            elif study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            elif queries.running(study, storage):
                 time.sleep(IDLE_POLL_SECONDS)
             else:
                 return ran
-
-
-def claim_waiting(study: optuna.Study, storage: optuna.storages.BaseStorage) -> int | None:
-    """Atomically take a WAITING trial (WAITING -> RUNNING); its id, or None if none is left.
-
-    Like ``Study.ask`` without its fallback of creating a fresh trial, so that a study never
-    runs more trials than it enqueued, however many workers race for the last one.
-    """
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        try:
-            if storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
-                return trial._trial_id
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
-    return None
 
 
 def run_trial(
