@@ -4,14 +4,17 @@ from .activations import ACTIVATIONS, Activation, get_activation
 from .gradcheck import gradcheck
 from .initializers import INITIALIZERS, get_initializer
 from .losses import softmax_cross_entropy
+from .model import Model
 from .network import MLP
 from .optimizers import OPTIMIZERS, SCHEDULES, Optimizer, make_optimizer
+from .scaling import Scaling
 from .training import Diverged, EpochRecord, History, TrainConfig, Trainer, train
 
 __all__ = [
     "ACTIVATIONS",
     "INITIALIZERS",
     "MLP",
+    "Model",
     "OPTIMIZERS",
     "SCHEDULES",
     "Activation",
@@ -21,6 +24,7 @@ __all__ = [
     "EpochRecord",
     "History",
     "Optimizer",
+    "Scaling",
     "TrainConfig",
     "Trainer",
     "get_activation",

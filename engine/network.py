@@ -421,44 +421,63 @@ class MLP:
         Written atomically (:func:`~mlpsearch.engine.files.write_atomic`): a failed save
         leaves the previous file at ``path``, or none, never half a model.
         """
-        arrays = {
-            "format": np.array(_FORMAT),
-            "architecture": np.array(json.dumps(self.architecture(), sort_keys=True)),
-        }
-        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            arrays[f"W{i}"] = w
-            arrays[f"b{i}"] = b
+        arrays = {"format": np.array(_FORMAT), **self.to_arrays()}
         # into a file object: np.savez would append ".npz" to a name that lacks it
         write_atomic(path, lambda f: np.savez(f, **arrays))
 
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays of a saved network: ``architecture`` (JSON text), ``W<i>`` and ``b<i>``."""
+        arrays = {"architecture": np.array(json.dumps(self.architecture(), sort_keys=True))}
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            arrays[f"W{i}"] = w
+            arrays[f"b{i}"] = b
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, f, others: frozenset[str] = frozenset()) -> MLP:
+        """Rebuild a network from :meth:`to_arrays`'s arrays in ``f`` (an open ``.npz``).
+
+        ``others``: names of the other arrays the file may hold. Raises ValueError (one line).
+        """
+        arch = json.loads(str(f["architecture"]))
+        if not isinstance(arch, dict):
+            raise ValueError("architecture is not a JSON object")
+        model = cls.from_architecture(arch)
+        n_layers = len(model.weights)
+        expected = {"architecture"} | set(others)
+        expected |= {f"W{i}" for i in range(n_layers)} | {f"b{i}" for i in range(n_layers)}
+        files = set(f.files)
+        if files != expected:
+            raise ValueError(f"arrays {sorted(files ^ expected)} missing or unexpected")
+        for i in range(n_layers):
+            for name, dst in ((f"W{i}", model.weights[i]), (f"b{i}", model.biases[i])):
+                src = f[name]
+                if src.shape != dst.shape:
+                    raise ValueError(f"{name} has shape {src.shape}, expected {dst.shape}")
+                if src.dtype != dst.dtype:
+                    raise ValueError(f"{name} has dtype {src.dtype}, expected {dst.dtype}")
+                if not np.all(np.isfinite(src)):
+                    raise ValueError(f"{name} holds non-finite values")
+                dst[...] = src
+        return model
+
     @classmethod
     def load(cls, path) -> MLP:
-        """Read a network written by ``save``; anything else -> ValueError, one-line reason."""
+        """Read a network written by ``save`` (or the network of a ``engine.model`` file);
+        anything else -> ValueError, one-line reason."""
+        from .model import FORMAT as MODEL_FORMAT
+        from .model import OTHER_ARRAYS
+
         path = Path(path)
         try:
             with np.load(path, allow_pickle=False) as f:
-                files = set(f.files)
-                if "format" not in files or str(f["format"]) != _FORMAT:
+                marker = str(f["format"]) if "format" in f.files else None
+                if marker == _FORMAT:
+                    model = cls.from_arrays(f, frozenset({"format"}))
+                elif marker == MODEL_FORMAT:
+                    model = cls.from_arrays(f, OTHER_ARRAYS)
+                else:
                     raise ValueError("no mlpsearch format marker")
-                arch = json.loads(str(f["architecture"]))
-                if not isinstance(arch, dict):
-                    raise ValueError("architecture is not a JSON object")
-                model = cls.from_architecture(arch)
-                n_layers = len(model.weights)
-                expected = {"format", "architecture"}
-                expected |= {f"W{i}" for i in range(n_layers)} | {f"b{i}" for i in range(n_layers)}
-                if files != expected:
-                    raise ValueError(f"arrays {sorted(files ^ expected)} missing or unexpected")
-                for i in range(n_layers):
-                    for name, dst in ((f"W{i}", model.weights[i]), (f"b{i}", model.biases[i])):
-                        src = f[name]
-                        if src.shape != dst.shape:
-                            raise ValueError(f"{name} has shape {src.shape}, expected {dst.shape}")
-                        if src.dtype != dst.dtype:
-                            raise ValueError(f"{name} has dtype {src.dtype}, expected {dst.dtype}")
-                        if not np.all(np.isfinite(src)):
-                            raise ValueError(f"{name} holds non-finite values")
-                        dst[...] = src
         except FileNotFoundError:
             raise
         except (ValueError, KeyError, TypeError, OSError, EOFError, zipfile.BadZipFile) as exc:

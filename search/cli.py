@@ -2,7 +2,8 @@
 
 Exit codes: 0 success, 1 a check failed or the run could not go on (disk full, database
 gone; one line, finished trials are kept), 2 bad input (one line, no traceback, nothing
-written), 130 interrupted (finished trials are kept; run the same command again to resume).
+written), 130 interrupted by Ctrl-C, SIGTERM or SIGHUP, all three handled alike (finished
+trials are kept and trials.csv written; run the same command again to resume).
 Storage passwords are masked in every message.
 """
 
@@ -10,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from importlib import resources
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mlpsearch import __version__
-from mlpsearch.errors import UsageError
+from mlpsearch.errors import RunError, UsageError
 
 DEFAULT_EXPERIMENT = "digits_random"
 
@@ -27,31 +29,72 @@ class _Parser(argparse.ArgumentParser):
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _register_urls(argv)
+    _stop_on_signals()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
         if not hasattr(args, "handler"):
             parser.print_help()
             return 2
-        return args.handler(args) or 0
+        from mlpsearch.console import pipe_safe_stdout
+
+        with pipe_safe_stdout():  # a closed pipe (| head) ends the output, not the work
+            return args.handler(args) or 0
     except KeyboardInterrupt:
-        print("\nmlpsearch: interrupted", file=sys.stderr)
+        _say("\nmlpsearch: interrupted")
         return 130
     except Exception as err:
         return _fail(err)
 
 
+def _stop_on_signals() -> None:
+    """SIGTERM and SIGHUP (a closed terminal, ``kill``, a batch system's time limit) stop the
+    program as Ctrl-C does: workers stopped, finished trials kept, one line, exit 130."""
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        signal.signal(signum, signal.SIG_IGN)  # a second one while stopping changes nothing
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGTERM", "SIGHUP"):
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), interrupt)
+
+
+def _register_urls(argv: list[str]) -> None:
+    """Every storage URL on the command line: its password is hidden from here on."""
+    from mlpsearch.masking import register
+
+    for i, arg in enumerate(argv):
+        if arg == "--storage" and i + 1 < len(argv):
+            register(argv[i + 1])
+        elif arg.startswith("--storage="):
+            register(arg.removeprefix("--storage="))
+
+
 def _fail(err: Exception) -> int:
+    import traceback
+
     from mlpsearch.errors import exit_code
-    from mlpsearch.storage import mask
+    from mlpsearch.masking import mask
 
     code = exit_code(err)
-    if code is None:
-        raise err
-    message = mask(" ".join(str(err).split()))  # one line, whatever the message held
-    print(f"\nmlpsearch: {message}" if code == 130 else f"mlpsearch: error: {message}",
-          file=sys.stderr)  # fmt: skip
+    if code is None:  # a bug: its traceback, with any password hidden
+        sys.stderr.write(mask("".join(traceback.format_exception(err))))
+        return 1
+    message = " ".join(mask(str(err)).split())  # one line, whatever the message held
+    _say(f"\nmlpsearch: {message}" if code == 130 else f"mlpsearch: error: {message}")
     return code
+
+
+def _say(line: str) -> None:
+    """The last line on stderr; a terminal that hung up (SIGHUP) cannot take it."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except OSError:
+        pass
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,11 +121,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--jobs", type=int, metavar="J", help="worker processes")
     run.add_argument("--seed", type=int, metavar="S", help="study seed")
     run.add_argument("--sampler", metavar="NAME", help="random, grid, tpe or qmc")
+    run.add_argument(
+        "--confirm-top",
+        type=int,
+        metavar="K",
+        help="after the search, re-train the K best configurations on fresh seeds (0: off; "
+        "default: the file's [study] confirm, else 5)",
+    )
+    run.add_argument(
+        "--confirm-seeds",
+        type=int,
+        metavar="S",
+        help="fresh seeds per confirmed configuration (default: the file's, else 3)",
+    )
     run.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: journal file)")
     run.add_argument("--study", metavar="NAME", help="study name (default: from the file)")
     run.add_argument(
         "--out", metavar="DIR", default="results", help="results folder (default: results)"
     )
+    _output_options(run)
     run.set_defaults(handler=cmd_run)
 
     join = sub.add_parser(
@@ -130,6 +187,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _output_options(parser: argparse.ArgumentParser) -> None:
+    """``--quiet`` and ``--json``: for scripts that want less output, or structured output."""
+    parser.add_argument(
+        "--quiet", action="store_true", help="print nothing but errors (on stderr)"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print only one JSON object, the result, at the end"
+    )
+
+
 # Other modules add their subcommands here: each entry takes the subparsers object.
 def _results_commands(sub: argparse._SubParsersAction) -> None:
     from mlpsearch.results_cli import register  # report, compare, rerun
@@ -137,7 +204,23 @@ def _results_commands(sub: argparse._SubParsersAction) -> None:
     register(sub)
 
 
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_results_commands]
+def _predict_command(sub: argparse._SubParsersAction) -> None:
+    from mlpsearch.predict import register  # predict
+
+    register(sub)
+
+
+def _dashboard_command(sub: argparse._SubParsersAction) -> None:
+    from mlpsearch.dashboard import register  # dashboard
+
+    register(sub)
+
+
+_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _results_commands,
+    _predict_command,
+    _dashboard_command,
+]
 
 
 def find_experiment(name: str) -> Path:
@@ -160,12 +243,25 @@ def _checked_int(value: int | None, flag: str, low: int) -> int | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from mlpsearch.config import load_experiment
+    from mlpsearch.config import Confirm, load_experiment
+    from mlpsearch.console import print_json, printer
+    from mlpsearch.masking import mask, register
     from mlpsearch.runner import run_study
-    from mlpsearch.storage import mask
 
     exp = load_experiment(find_experiment(args.experiment))
+    register(exp.study.storage)
+    confirm = exp.study.confirm
+    if args.confirm_top is not None or args.confirm_seeds is not None:
+        confirm = Confirm(
+            top=_checked_int(args.confirm_top, "--confirm-top", 0) or 0
+            if args.confirm_top is not None
+            else confirm.top,
+            seeds=_checked_int(args.confirm_seeds, "--confirm-seeds", 1)
+            if args.confirm_seeds is not None
+            else confirm.seeds,
+        )
     exp = exp.replace_study(
+        confirm=confirm,
         name=args.study,
         n_trials=_checked_int(args.n_trials, "--n-trials", 1),
         n_jobs=_checked_int(args.jobs, "--jobs", 1),
@@ -173,13 +269,43 @@ def cmd_run(args: argparse.Namespace) -> int:
         sampler=args.sampler,
     )
     hint = "mlpsearch " + " ".join(mask(a) for a in sys.argv[1:])
-    run_study(exp, Path(args.out), storage_url=args.storage, resume_hint=hint)
+    echo = printer(args.quiet or args.json)
+    result = run_study(
+        exp,
+        Path(args.out),
+        storage_url=args.storage,
+        echo=echo,
+        resume_hint=hint,
+        target=args.n_trials,
+        bar=False if args.quiet or args.json else None,
+    )
+    if args.json:
+        print_json(run_summary(result))
     return 0
 
 
+def run_summary(result) -> dict:
+    """``run --json``: the study, its folder, its trials finished, its best trial."""
+    best = result.best
+    return {
+        "study": result.study.study_name,
+        "folder": str(result.folder),
+        "finished": result.finished,
+        "trials": len(result.study.get_trials(deepcopy=False)),
+        "best": None
+        if best is None
+        else {
+            "number": best.number,
+            "val_error": best.value,
+            "train_error": best.best_train_error,
+            "params": best.params,
+        },
+    }
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
+    from mlpsearch.masking import mask
     from mlpsearch.runner import join_study
-    from mlpsearch.storage import mask
 
     jobs = _checked_int(args.jobs, "--jobs", 1)
     if jobs is not None and jobs > 64:
@@ -191,9 +317,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from mlpsearch.config import load_experiment
+    from mlpsearch.engine import Model
     from mlpsearch.single import train_experiment
 
     exp = load_experiment(find_experiment(args.experiment))
+    if args.seed is not None and not 0 <= args.seed < 2**32:
+        raise UsageError(f"--seed: {args.seed} is out of range; allowed: 0 to 2**32 - 1")
+    save = Path(args.save) if args.save else Path("results") / exp.study.name / "model.npz"
+    check_model_path(save, given=bool(args.save))
     run = train_experiment(exp, seed=args.seed, echo=print)
     h = run.history
     best = h.records[h.best_epoch - 1]
@@ -202,11 +333,33 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"validation error {best.val_error:.4f}; last epoch: validation error "
         f"{h.records[-1].val_error:.4f}"
     )
-    save = Path(args.save) if args.save else Path("results") / exp.study.name / "model.npz"
-    save.parent.mkdir(parents=True, exist_ok=True)
-    run.model.save(save)
+    try:
+        save.parent.mkdir(parents=True, exist_ok=True)
+        Model.from_dataset(run.model, run.data).save(save)  # with its scaling and labels
+    except OSError as err:
+        raise RunError(f"--save {save}: cannot write the model: {err.strerror or err}") from None
     print(f"model saved to {save}")
     return 0
+
+
+def check_model_path(path: Path, given: bool) -> None:
+    """Refuse, before training, a model path that is a folder, lies in a missing folder (when
+    given), or is an existing file that is not an mlpsearch model (never overwritten)."""
+    from mlpsearch.engine import MLP
+
+    flag = "--save" if given else "the model file"
+    if path.is_dir():
+        raise UsageError(f"{flag} {path}: is a folder; give a file name such as {path}/model.npz")
+    if given and not path.parent.is_dir():
+        what = "does not exist" if not path.parent.exists() else "is not a folder"
+        raise UsageError(f"{flag} {path}: the folder {path.parent} {what}")
+    if path.exists():
+        try:
+            MLP.load(path)
+        except (ValueError, OSError):
+            raise UsageError(
+                f"{flag} {path}: exists and is not an mlpsearch model file; not overwritten"
+            ) from None
 
 
 def cmd_gradcheck(args: argparse.Namespace) -> int:
@@ -218,6 +371,8 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
     why = RULES["hidden_layers"].problem(args.layers)
     if why is not None:
         raise UsageError(f"--layers: {why}")
+    if not 0 < args.tol < 1:  # also refuses nan
+        raise UsageError(f"--tol: {args.tol} is out of range; allowed: 0 < tol < 1")
     rng = np.random.default_rng(0)
     X = rng.normal(size=(16, 6))
     y = rng.integers(0, 3, size=16)

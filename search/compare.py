@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ def compare(
     """Draw ``plots/compare_<n1>_<n2>_....png`` and print the parameters that differ."""
     trials = pick_trials(study, numbers)
     label = ", ".join(str(t.number) for t in trials)
-    path = folder / "plots" / f"compare_{'_'.join(str(t.number) for t in trials)}.png"
+    path = folder / "plots" / figure_name([t.number for t in trials])
     path.parent.mkdir(parents=True, exist_ok=True)
     with _style():
         save(
@@ -66,6 +67,16 @@ def compare(
     echo(results.to_string())
     echo(f"\nlearning curves: {path}")
     return Comparison(path, differ_frame, same, results)
+
+
+def figure_name(numbers: Sequence[int]) -> str:
+    """``compare_3_7_12.png``; for many trials ``compare_100_trials_0-99_<hash>.png`` (a file
+    name is at most 255 bytes)."""
+    joined = "_".join(str(n) for n in numbers)
+    if len(joined) <= 80:
+        return f"compare_{joined}.png"
+    digest = hashlib.sha256(joined.encode()).hexdigest()[:8]
+    return f"compare_{len(numbers)}_trials_{min(numbers)}-{max(numbers)}_{digest}.png"
 
 
 def pick_trials(study: optuna.Study, numbers: Sequence[int]) -> list[TrialRecord]:

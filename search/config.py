@@ -3,7 +3,8 @@ with ``tomli-w``.
 
 An experiment file has four sections::
 
-    [study]   name, sampler, n_trials, n_jobs, seed, pruner, storage
+    [study]   name, sampler, n_trials, n_jobs, seed, pruner, storage,
+              confirm = { top = 5, seeds = 3 }
     [data]    dataset, data_dir, val_fraction, scale, label_column, seed
     [train]   settings fixed once (epochs, patience, step_size, gamma, seed) and any
               hyperparameter you want fixed
@@ -135,6 +136,24 @@ Spec = Range | Choice | Fixed
 
 
 @dataclass(frozen=True)
+class Confirm:
+    """``[study] confirm``: after the search, re-train the ``top`` best configurations with
+    ``seeds`` fresh seeds each (``mlpsearch.confirm``); ``top = 0`` turns it off."""
+
+    top: int = 5
+    seeds: int = 3
+
+    LIMITS = {"top": (0, 100), "seeds": (0, 50)}  # inclusive
+
+    @property
+    def on(self) -> bool:
+        return self.top > 0 and self.seeds > 0
+
+    def to_toml(self) -> dict[str, int]:
+        return {"top": self.top, "seeds": self.seeds}
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     name: str = "study"
     sampler: str = "random"
@@ -143,6 +162,7 @@ class StudyConfig:
     seed: int = 0
     pruner: str = "none"
     storage: str | None = None
+    confirm: Confirm = Confirm()
 
 
 @dataclass(frozen=True)
@@ -184,7 +204,11 @@ class Experiment:
     def to_toml(self) -> str:
         """The experiment as a TOML document that :func:`parse_experiment` reads back."""
         sections = {
-            "study": {k: v for k, v in self.study.__dict__.items() if v is not None},
+            "study": {
+                k: v.to_toml() if isinstance(v, Confirm) else v
+                for k, v in self.study.__dict__.items()
+                if v is not None
+            },
             "data": {k: v for k, v in self.data.__dict__.items() if v is not None},
             "train": dict(self.train),
             "space": {k: v.to_toml() for k, v in self.space.items()},
@@ -206,6 +230,8 @@ def load_experiment(path: str | Path) -> Experiment:
         raise ConfigError(f"{path}: not a text file") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: invalid TOML: {err}") from None
+    except RecursionError:  # tomllib recurses into nested arrays and tables
+        raise ConfigError(f"{path}: invalid TOML: nested too deeply") from None
     try:
         exp = parse_experiment(doc, source=str(path))
         check_memory(exp.space)
@@ -286,6 +312,29 @@ def check_memory(space: dict[str, Spec], available: int | None = None) -> None:
         )
 
 
+def check_memory_for_data(exp: Experiment, n_in: int, n_out: int, n_rows: int) -> None:
+    """ConfigError when ``exp.study.n_jobs`` workers, each training the largest network of the
+    space on data of ``n_in`` features and ``n_out`` classes, would need more memory than is
+    available now (:func:`mlpsearch.engine.memory.mlp_bytes`: parameters, gradients, optimizer
+    state and the best epoch's copy, and the activations of a batch). Checked once the data is
+    loaded and before the study is created."""
+    from mlpsearch.engine.memory import available_bytes, describe_bytes, mlp_bytes
+
+    space = exp.space
+    depth = _spec_max(space["hidden_layers"])
+    widths = [_spec_max(layer_units(space, i)) for i in range(1, depth + 1)]
+    batch = _spec_max(space["batch_size"])
+    one = mlp_bytes([n_in, *widths, n_out], batch, n_rows)
+    need, have = one * exp.study.n_jobs, available_bytes()
+    if need > have:
+        raise ConfigError(
+            f"space: {exp.study.n_jobs} worker(s) training the largest network ({n_in} inputs, "
+            f"{depth} hidden layers of up to {max(widths)} units, batch_size {batch}) need "
+            f"about {describe_bytes(need)} of memory, and {describe_bytes(have)} is available; "
+            "use smaller layers or fewer jobs"
+        )
+
+
 def _count(n: int | float) -> str:
     return "too many" if math.isinf(n) else f"{n:.3g}"
 
@@ -304,6 +353,7 @@ def _build_study(d: dict[str, Any]) -> StudyConfig:
         seed=_typed(d, "seed", int, StudyConfig.seed, "study."),
         pruner=_typed(d, "pruner", str, StudyConfig.pruner, "study."),
         storage=_typed(d, "storage", str, None, "study."),
+        confirm=_build_confirm(d.get("confirm", Confirm())),
     )
     _check_name(out.name)
     _check_choice("study.sampler", out.sampler, SAMPLERS)
@@ -314,6 +364,27 @@ def _build_study(d: dict[str, Any]) -> StudyConfig:
         raise ConfigError(f"study.n_jobs: {out.n_jobs} is out of range; allowed: 1 to 64")
     if not 0 <= out.seed < 2**32:
         raise ConfigError(f"study.seed: {out.seed} is out of range; allowed: 0 to 2**32 - 1")
+    return out
+
+
+def _build_confirm(raw: Any) -> Confirm:
+    if isinstance(raw, Confirm):  # replace_study, --confirm-top: checked like the file's
+        raw = raw.to_toml()
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"study.confirm: {raw!r} is not a table; write e.g. confirm = {{ top = 5, seeds = 3 }}"
+        )
+    _check_keys(raw, Confirm.LIMITS, "study.confirm.")
+    out = Confirm(
+        top=_typed(raw, "top", int, Confirm.top, "study.confirm."),
+        seeds=_typed(raw, "seeds", int, Confirm.seeds, "study.confirm."),
+    )
+    for key, (low, high) in Confirm.LIMITS.items():
+        value = getattr(out, key)
+        if not low <= value <= high:
+            raise ConfigError(
+                f"study.confirm.{key}: {value} is out of range; allowed: {low} to {high}"
+            )
     return out
 
 

@@ -21,6 +21,8 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
+from mlpsearch import queries, trials
+
 # fail_stale_trials and the retry callback are stable in practice but still flagged experimental
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
@@ -28,6 +30,9 @@ HEARTBEAT_SECONDS = 5  # how often a running trial says it is alive
 GRACE_SECONDS = 60  # silence after which a trial of another host is taken for dead
 CLAIM_GRACE_SECONDS = 15  # a claimed trial's worker names itself within milliseconds
 MAX_RETRY = 3  # how often one configuration is re-queued after its worker died
+# What a re-queued trial keeps of the one it replaces: its slot and seed, and for a
+# confirmation trial which search trial and fresh seed it confirms (mlpsearch.confirm).
+KEPT_ON_RETRY = (trials.SLOT, trials.SEED, trials.CONFIRM_OF, trials.CONFIRM_SEED)
 
 WORKER_KEY = "mlpsearch:worker"  # "host:pid:start" of the process running the trial
 BEAT_KEY = "mlpsearch:heartbeat"  # time.time() of the last heartbeat
@@ -57,6 +62,24 @@ def is_dead(identity: str) -> bool:
     return _start_time(int(pid)) != start
 
 
+def is_running_here(identity: str) -> bool:
+    """Whether the worker ``identity`` is a live process of this host that is not stopped.
+
+    Such a worker may be silent (its heartbeat held up by a lock, or starved of the CPU) but it
+    is not dead, and it will finish or fail its trial itself; a stopped one (SIGSTOP, Ctrl-Z)
+    or one of another host is judged by its heartbeat.
+    """
+    host, pid, start = identity.rsplit(":", 2)
+    if host != socket.gethostname() or _start_time(int(pid)) != start:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("T", "t", "Z", "X")
+
+
 class Heartbeat:
     """Marks a running trial as alive: at start, on :meth:`beat`, and from a thread."""
 
@@ -75,9 +98,10 @@ class Heartbeat:
             return
         self._last = now
         try:
-            self.storage.set_trial_system_attr(self.trial_id, BEAT_KEY, now)
-            if isinstance(self.storage, RDBStorage):
+            if isinstance(self.storage, RDBStorage):  # Optuna's, timed by the database
                 self.storage.record_heartbeat(self.trial_id)
+            else:
+                self.storage.set_trial_system_attr(self.trial_id, BEAT_KEY, now)
         except optuna.exceptions.UpdateFinishedTrialError:
             self._stop.set()  # somebody failed this trial as stale; nothing more to say
 
@@ -105,7 +129,7 @@ class Retry(RetryHeartbeatStaleTrialCallback):
         trial.system_attrs = {
             k: v for k, v in trial.system_attrs.items() if k not in (WORKER_KEY, BEAT_KEY)
         }
-        trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k in ("slot", "seed")}
+        trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k in KEPT_ON_RETRY}
         super().__call__(study, trial)
 
 
@@ -116,7 +140,9 @@ def fail_stale(
 
     A worker is dead when it is a process of this host that no longer exists, or (RDB) when
     Optuna's heartbeat, timed by the database server's clock, is older than the grace period,
-    or (journal) when its own heartbeat is. Each failed trial says why in ``fail_reason``.
+    or (journal) when its own heartbeat is and it is not a running process of this host (a
+    healthy worker whose heartbeat was held up is not failed; a stopped one is). Each failed
+    trial says why in ``fail_reason``.
     """
     now = time.time()
     rdb = isinstance(storage, RDBStorage) and storage.get_heartbeat_interval() is not None
@@ -124,7 +150,7 @@ def fail_stale(
     if rdb:  # Optuna's heartbeat: what optuna.storages.fail_stale_trials looks at
         for trial_id in storage._get_stale_trial_ids(study._study_id):
             stale[trial_id] = f"worker silent for over {grace:.0f} s (no heartbeat)"
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    for trial in queries.running(study, storage):
         if trial._trial_id in stale:
             continue
         identity = trial.system_attrs.get(WORKER_KEY)
@@ -136,7 +162,7 @@ def fail_stale(
             stale[trial._trial_id] = "worker never started the trial"
         elif is_dead(identity):
             stale[trial._trial_id] = f"worker {identity.rsplit(':', 1)[0]} died"
-        elif not rdb and now - beat > grace:
+        elif not rdb and now - beat > grace and not is_running_here(identity):
             stale[trial._trial_id] = (
                 f"worker {identity.rsplit(':', 1)[0]} silent for {now - beat:.0f} s"
             )
@@ -147,9 +173,11 @@ def fail_stale(
         if len(trial.system_attrs.get("retry_history", [])) >= MAX_RETRY:
             reason += f"; not re-queued again (already retried {MAX_RETRY} times)"
         else:
-            reason += "; re-queued"
+            reason += f"; {trials.REQUEUED}"
         try:
-            storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+            storage.set_trial_user_attr(trial_id, trials.FAIL_REASON, reason)
+            if reason.endswith(trials.REQUEUED):  # stopped from outside, not the trial's failure
+                storage.set_trial_user_attr(trial_id, trials.INTERRUPTED, reason)
             if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:

@@ -38,8 +38,16 @@ class Objective:
         values = suggest(trial, self.exp.space)
         config = trial_config(self.exp, values, seed, self.data.n_features, self.data.n_classes)
         trials.store_start(
-            trial, config, self.blas_threads, self.blas_kernel, engine_fingerprint()
+            trial,
+            config,
+            self.blas_threads,
+            self.blas_kernel,
+            engine_fingerprint(),
+            len(self.data.y_val),
         )
+        # A confirmation trial (mlpsearch.confirm) measures a configuration on a fresh seed:
+        # it runs to the end, as the trial it confirms did.
+        prunable = trials.CONFIRM_OF not in trial.user_attrs
 
         records: list[EpochRecord] = []
         started = time.perf_counter()
@@ -49,7 +57,7 @@ class Objective:
             trial.report(record.val_error, record.epoch)
             if heartbeat is not None:
                 heartbeat.beat()
-            if trial.should_prune():
+            if prunable and trial.should_prune():
                 raise optuna.TrialPruned(
                     f"pruned at epoch {record.epoch}: validation error {record.val_error:.4f}"
                 )

@@ -1,8 +1,13 @@
 """Figures of a study, drawn from the storage alone (matplotlib, Agg backend, PNG).
 
-Every figure names the study in its title and labels its axes. Error axes use a square-root
-scale: it keeps 0 (a training error of zero is common) and spreads the good trials, a few
-percent apart, that a linear axis would squash under the diverged ones at 90 %.
+Every figure names the study in its title and labels its axes. Error axes fit the errors
+shown: from just below the lowest to just above the highest that is not an outlier (Tukey's
+fence, Q3 + 1.5 IQR), so that the good trials, often a fraction of a point apart, are spread
+out; errors above the axis are drawn as triangles on its top edge and counted in the legend.
+Validation errors carry error bars: the binomial standard error sqrt(p(1-p)/n) of a single
+run, or the standard deviation over seeds of a confirmed configuration. Legends sit beside
+the axes, never on the data. Confirmation trials (``mlpsearch.confirm``) are not trials of the
+search: plots of the search leave them out and show the confirmed spread instead.
 
 Writing the same study twice gives byte-identical files: the PNGs carry no software version or
 date, every figure is drawn in one fixed style, and nothing is random (Optuna's default
@@ -27,7 +32,6 @@ import optuna  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import (  # noqa: E402
-    FixedLocator,
     FuncFormatter,
     LogLocator,
     MaxNLocator,
@@ -40,12 +44,15 @@ from optuna.distributions import (  # noqa: E402
 )
 from optuna.trial import TrialState  # noqa: E402
 
+from mlpsearch import confirm  # noqa: E402
 from mlpsearch.engine import ACTIVATIONS  # noqa: E402
 from mlpsearch.engine.files import write_atomic  # noqa: E402
+from mlpsearch.summary import binomial_se  # noqa: E402
 from mlpsearch.trials import TrialRecord, best_first, records  # noqa: E402
 
 DPI = 100
 TOP_CURVES = 6  # learning curves drawn in curves.png
+PARALLEL_COLOURED = 20  # parallel coordinates: the best this many in colour, the rest faint
 RELU_FAMILY = ("relu", "leaky_relu", "elu", "gelu")
 # One colour per activation, the same in every figure.
 COLORS = dict(zip(ACTIVATIONS, plt.get_cmap("tab10").colors, strict=False))
@@ -67,10 +74,11 @@ PLOTS = {
     "history": "Optimization history: each trial's validation error and the best so far.",
     "curves": "Learning curves of the best trials: error per epoch; the dotted line marks "
     "the best epoch.",
-    "params": "Validation error against each numeric hyperparameter, coloured by activation.",
-    "importances": "Hyperparameter importances (Optuna, PED-ANOVA).",
-    "parallel": "Parallel coordinates of the complete trials, coloured by validation error; "
-    "the best 10 % are drawn thick.",
+    "params": "Validation error against each numeric hyperparameter, coloured by activation; "
+    "pruned trials hollow, at their error when stopped; bars: binomial standard error.",
+    "importances": "Hyperparameter importances (Optuna, PED-ANOVA) over the search's trials.",
+    "parallel": "Parallel coordinates of the complete trials: the best 20 coloured by "
+    "validation error, the others faint grey.",
     "dead_units": "Dead hidden units (largest fraction in any layer, last epoch) of "
     "ReLU-family trials against learning rate and init scale.",
 }
@@ -82,9 +90,37 @@ PLOTS = {
 def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
     """Draw every plot of :data:`PLOTS` into ``folder`` (created); the files, in that order."""
     folder.mkdir(parents=True, exist_ok=True)
+    makers = _makers(study)
+    paths = []
+    for stem in PLOTS:
+        path = folder / f"{stem}.png"
+        with _style():
+            save(makers[stem](), path)
+        paths.append(path)
+    return paths
+
+
+def figure(study: optuna.Study, name: str) -> Figure:
+    """The plot ``name`` of :data:`PLOTS` as a Figure, drawn as the report draws it.
+
+    The figure is not registered with pyplot (closing it is not needed); in a notebook it shows
+    as the cell's result.
+    """
+    if name not in PLOTS:
+        from mlpsearch.errors import BadInput
+
+        raise BadInput(f"plot {name!r}: no such plot; the plots are: {', '.join(PLOTS)}")
+    with _style():
+        fig = _makers(study)[name]()
+    plt.close(fig)  # Optuna's figures come from pyplot: unregister it (others: no-op), keep it
+    return fig
+
+
+def _makers(study: optuna.Study) -> dict[str, Callable[[], Figure]]:
+    """One function per plot of :data:`PLOTS`, drawing it from ``study``'s trials."""
     trials = records(study)
     name = study.study_name
-    makers: dict[str, Callable[[], Figure]] = {
+    return {
         "gap": lambda: gap_figure(trials, name),
         "history": lambda: history_figure(trials, name),
         "curves": lambda: curves_figure(
@@ -95,22 +131,18 @@ def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
         "parallel": lambda: parallel_figure(trials, name),
         "dead_units": lambda: dead_units_figure(trials, name),
     }
-    paths = []
-    for stem in PLOTS:
-        path = folder / f"{stem}.png"
-        with _style():
-            save(makers[stem](), path)
-        paths.append(path)
-    return paths
 
 
 def save(fig: Figure, path: Path) -> Path:
     """Write ``fig`` (atomically) as a PNG with no date or software version inside, then
     release it."""
-    write_atomic(
-        path, lambda f: fig.savefig(f, format="png", dpi=DPI, metadata={"Software": None})
-    )
-    plt.close(fig)  # figures made by pyplot (Optuna's) stay registered until closed
+    try:
+        with _style():  # rendering reads the style too: the same bytes from report or figure()
+            write_atomic(
+                path, lambda f: fig.savefig(f, format="png", dpi=DPI, metadata={"Software": None})
+            )
+    finally:
+        plt.close(fig)  # figures made by pyplot (Optuna's) stay registered until closed
     return path
 
 
@@ -129,18 +161,21 @@ def _style() -> Any:
 
 def gap_figure(trials: Sequence[TrialRecord], name: str) -> Figure:
     """Train and validation error at the best epoch of every finished trial, sorted."""
-    done = [r for r in _measured(trials) if r.best_train_error is not None]
+    done = [t for t in _measured(trials) if t.best_train_error is not None]
     if not done:
         return placeholder(f"{name}: train and validation error", "no finished trials yet")
-    done.sort(key=lambda r: (r.best_val_error, r.number))
+    done.sort(key=lambda t: (t.best_val_error, t.number))
     x = np.arange(len(done))
-    train = np.array([r.best_train_error for r in done])
-    val = np.array([r.best_val_error for r in done])
-    pruned = np.array([r.state == TrialState.PRUNED for r in done])
+    train = np.array([t.best_train_error for t in done])
+    val = np.array([t.best_val_error for t in done])
+    se = np.array([_se(t, t.best_val_error) for t in done])
+    pruned = np.array([t.state == TrialState.PRUNED for t in done])
 
-    fig = Figure(figsize=(max(8.0, min(16.0, 0.25 * len(done) + 4)), 5.0))
+    fig = Figure(figsize=(max(9.0, min(16.0, 0.25 * len(done) + 5)), 5.0))
     ax = fig.add_subplot()
-    ax.vlines(x, train, val, color="0.7", lw=3, zorder=1)
+    top = _error_axis(ax, np.concatenate([train, val]))
+    ax.vlines(x, np.minimum(train, top), np.minimum(val, top), color="0.8", lw=3, zorder=1)
+    ax.errorbar(x, val, yerr=se, fmt="none", ecolor=VAL_COLOR, elinewidth=0.8, alpha=0.6)
     for mask, fill, what in ((~pruned, True, "complete"), (pruned, False, "pruned")):
         if not mask.any():
             continue
@@ -148,15 +183,19 @@ def gap_figure(trials: Sequence[TrialRecord], name: str) -> Figure:
             ax.scatter(
                 x[mask],
                 y[mask],
-                s=28,
+                s=22,
                 marker="o" if label == "validation" else "s",
                 facecolors=color if fill else "none",
                 edgecolors=color,
                 zorder=2,
                 label=f"{label} ({what})",
             )
-    ax.plot([], [], color="0.7", lw=3, label="gap")
-    _error_axis(ax, np.concatenate([train, val]))
+    ax.plot([], [], color="0.8", lw=3, label="gap")
+    ax.errorbar([], [], yerr=[], fmt="none", ecolor=VAL_COLOR, label="± standard error")
+    _above(ax, x, train, top)
+    n = _above(ax, x, val, top)  # validation is the higher of the two
+    if n:
+        ax.scatter([], [], marker="^", color="0.35", label=_above_label(n, val))
     ax.set_xlim(-0.8, len(done) - 0.2)
     if len(done) <= 60:
         ax.set_xticks(x, [str(t.number) for t in done], rotation=90 if len(done) > 30 else 0)
@@ -164,144 +203,199 @@ def gap_figure(trials: Sequence[TrialRecord], name: str) -> Figure:
     else:
         ax.set_xlabel("rank by validation error (best left)")
     ax.set_ylabel("error at the best epoch")
-    ax.set_title(f"{name}: train vs validation error of {len(done)} finished trials")
-    ax.legend(loc="upper left")
+    ax.set_title(f"{name}: train vs validation error of {len(done)} finished trials", pad=12)
+    _outside_legend(ax)
     fig.tight_layout()
     return fig
 
 
 def history_figure(trials: Sequence[TrialRecord], name: str) -> Figure:
-    """Validation error per trial number, with the best-so-far line."""
-    complete = sorted(best_first(trials), key=lambda r: r.number)
-    pruned = [r for r in trials if r.state == TrialState.PRUNED and r.best_val_error]
-    failed = [r for r in trials if r.state == TrialState.FAIL]
+    """Validation error per trial number, with the best-so-far line and the confirmed best."""
+    complete = sorted(best_first(trials), key=lambda t: t.number)
+    pruned = [t for t in _measured(trials) if t.state == TrialState.PRUNED]
+    failed = [t for t in confirm.search_trials(trials) if t.state == TrialState.FAIL]
     if not complete and not pruned:
         return placeholder(f"{name}: optimization history", "no finished trials yet")
-    fig = Figure(figsize=(9.0, 5.0))
+    fig = Figure(figsize=(10.5, 5.0))
     ax = fig.add_subplot()
     values = [t.value for t in complete]
+    pruned_values = [t.best_val_error for t in pruned]
+    top = _error_axis(ax, np.array(values + pruned_values))
     if complete:
         numbers = [t.number for t in complete]
-        ax.scatter(numbers, values, s=24, color=VAL_COLOR, label="complete trial", zorder=3)
+        ax.errorbar(
+            numbers,
+            values,
+            yerr=[_se(t) for t in complete],
+            fmt="o",
+            ms=4,
+            color=VAL_COLOR,
+            elinewidth=0.7,
+            ecolor=(0.84, 0.15, 0.16, 0.35),
+            label="complete trial (± standard error)",
+            zorder=3,
+        )
         best = np.minimum.accumulate(values)
+        last = max(t.number for t in complete + pruned)
         ax.step(
-            [*numbers, max(t.number for t in trials)],
+            [*numbers, last],
             [*best, best[-1]],
             where="post",
             color="black",
             lw=1.5,
             label=f"best so far ({best[-1]:.2%})",
         )
-    pruned_values = [r.best_val_error for r in pruned]
     if pruned:
         ax.scatter(
             [t.number for t in pruned],
             pruned_values,
-            s=24,
-            marker="x",
-            color="0.5",
-            label="pruned (error when stopped)",
+            s=22,
+            marker="o",
+            facecolors="none",
+            edgecolors="0.5",
+            label="pruned (best error before it stopped)",
             zorder=2,
         )
+    winner = confirm.best(trials)
+    if winner is not None and winner.confirmed:
+        ax.errorbar(
+            [winner.trial],
+            [winner.mean],
+            yerr=[winner.std],
+            fmt="D",
+            ms=7,
+            color="#2ca02c",
+            capsize=4,
+            zorder=5,
+            label=f"confirmed best, trial {winner.trial}: {winner.mean:.2%} ± {winner.std:.2%} "
+            f"over {winner.n} seeds",
+        )
+    everything = [t.number for t in complete] + [t.number for t in pruned]
+    n = _above(ax, everything, values + pruned_values, top)
+    if n:
+        ax.scatter([], [], marker="^", color="0.35", label=_above_label(n, values + pruned_values))
     if failed:
-        ax.plot([], [], " ", label=f"{len(failed)} failed (not shown)")
-    _error_axis(ax, np.array(values + pruned_values))
+        ax.plot([], [], " ", label=f"{len(failed)} failed or interrupted (not shown)")
     ax.set_xlabel("trial number")
     ax.set_ylabel("validation error (best epoch)")
-    ax.set_title(f"{name}: optimization history")
-    ax.legend(loc="upper right")
+    ax.set_title(f"{name}: optimization history", pad=12)
+    _outside_legend(ax)
     fig.tight_layout()
     return fig
 
 
 def curves_figure(trials: Sequence[TrialRecord], title: str, ncols: int = 3) -> Figure:
     """Small multiples: train and validation error per epoch of each trial, side by side."""
-    with_curves = [r for r in trials if r.curves.val_error]
+    with_curves = [t for t in trials if t.curves.val_error]
     if not with_curves:
         return placeholder(f"{title}: learning curves", "no trial with learning curves")
     n = len(with_curves)
     ncols = min(ncols, n)
     nrows = math.ceil(n / ncols)
-    fig = Figure(figsize=(4.6 * ncols, 3.4 * nrows + 0.8))
+    fig = Figure(figsize=(4.6 * ncols, 3.4 * nrows + 1.1))
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
-    everything = np.concatenate(
+    # The axis fits the second half of the curves: where trials are compared, not epoch 1.
+    tails = np.concatenate(
         [
-            np.array(curve, dtype=float)
-            for r in with_curves
-            for curve in (r.curves.train_error, r.curves.val_error)
+            np.array(curve, dtype=float)[len(curve) // 2 :]
+            for t in with_curves
+            for curve in (t.curves.train_error, t.curves.val_error)
         ]
     )
-    for ax, r in zip(axes.flat, with_curves, strict=False):
-        val = np.array(r.curves.val_error, dtype=float)  # None (diverged) -> nan
-        train = np.array(r.curves.train_error, dtype=float)
+    for ax, t in zip(axes.flat, with_curves, strict=False):
+        val = np.array(t.curves.val_error, dtype=float)  # None (diverged) -> nan
+        train = np.array(t.curves.train_error, dtype=float)
         epochs = np.arange(1, len(val) + 1)
-        ax.plot(epochs, train, color=TRAIN_COLOR, lw=1.5, label="train")
-        ax.plot(epochs, val, color=VAL_COLOR, lw=1.5, label="validation")
-        if r.best_epoch:
-            ax.axvline(r.best_epoch, color="0.4", ls=":", lw=1.2, label="best epoch")
-        best = r.best_val_error
-        score = f"val {best:.2%}" if best is not None else r.state.name.lower()
-        ax.set_title(f"trial {r.number}: {score}\n{r.describe()}", fontsize=10)
+        ax.plot(epochs, train, color=TRAIN_COLOR, lw=1.5, label="train (evaluation mode)")
+        se = np.array([_se(t, v) if np.isfinite(v) else 0.0 for v in val])
+        ax.fill_between(epochs, val - se, val + se, color=VAL_COLOR, alpha=0.15, lw=0)
+        ax.plot(epochs, val, color=VAL_COLOR, lw=1.5, label="validation (± standard error)")
+        if t.best_epoch:
+            ax.axvline(t.best_epoch, color="0.4", ls=":", lw=1.2, label="best epoch")
+        best = t.best_val_error
+        score = f"val {best:.2%}" if best is not None else t.state.name.lower()
+        ax.set_title(f"trial {t.number}: {score}\n{t.describe()}", fontsize=10)
         ax.set_xlabel("epoch")
         ax.set_ylabel("error")
         ax.tick_params(labelleft=True)
-        _error_axis(ax, everything)
+        _error_axis(ax, tails)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
-    axes.flat[0].legend(loc="upper right")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncols=len(labels), frameon=False)
     fig.suptitle(title, fontsize=12)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
 
 def params_figure(trials: Sequence[TrialRecord], name: str) -> Figure:
-    """Validation error against each numeric hyperparameter, coloured by activation."""
-    complete = best_first(trials)
-    dists = numeric_distributions(complete)
+    """Validation error against each numeric hyperparameter, coloured by activation; pruned
+    trials hollow, at their error when stopped."""
+    finished = _measured(trials)
+    dists = numeric_distributions(finished)
     if not dists:
         return placeholder(
             f"{name}: validation error per hyperparameter",
-            "no numeric hyperparameter was searched" if complete else "no complete trials yet",
+            "no numeric hyperparameter was searched" if finished else "no finished trials yet",
         )
     ncols = min(3, len(dists))
     nrows = math.ceil(len(dists) / ncols)
-    fig = Figure(figsize=(4.4 * ncols, 3.4 * nrows + 1.0))
+    fig = Figure(figsize=(4.4 * ncols + 1.6, 3.4 * nrows + 1.0))
     axes = fig.subplots(nrows, ncols, squeeze=False)
-    values = np.array([r.value for r in complete])
+
+    def error(t: TrialRecord) -> float:
+        if t.state == TrialState.COMPLETE:
+            return t.value
+        return t.val_error if t.val_error is not None else t.best_val_error  # when stopped
+
+    values = np.array([error(t) for t in finished])
     for ax, (param, dist) in zip(axes.flat, dists.items(), strict=False):
-        having = [r for r in complete if param in r.params]
-        ax.scatter(
-            [r.params[param] for r in having],
-            [r.value for r in having],
-            c=[COLORS.get(r.activation, "black") for r in having],
-            s=32,
-            edgecolors="none",
-        )
+        top = _error_axis(ax, values)
+        for state, filled in ((TrialState.PRUNED, False), (TrialState.COMPLETE, True)):
+            having = [t for t in finished if param in t.params and t.state == state]
+            if not having:
+                continue
+            x = [t.params[param] for t in having]
+            y = [error(t) for t in having]
+            colors = [COLORS.get(t.activation, "black") for t in having]
+            if filled:
+                ax.errorbar(
+                    x, y, yerr=[_se(t) for t in having], fmt="none", ecolor="0.6", elinewidth=0.7
+                )
+            ax.scatter(
+                x,
+                y,
+                s=30 if filled else 24,
+                facecolors=colors if filled else "none",
+                edgecolors=colors,
+                linewidths=1.0,
+                zorder=3 if filled else 2,
+            )
+            _above(ax, x, y, top)
         _param_axis(ax, dist)
         ax.set_xlabel(param + (" (log scale)" if dist.log else ""))
         ax.set_ylabel("validation error")
-        _error_axis(ax, values)
     for ax in axes.flat[len(dists) :]:
         ax.set_visible(False)
-    _activation_legend(fig, complete)
+    _activation_legend(fig, finished, pruned=any(t.state == TrialState.PRUNED for t in finished))
     fig.suptitle(f"{name}: validation error against each numeric hyperparameter", fontsize=12)
-    fig.tight_layout(rect=(0, 0, 0.88, 1))
+    fig.tight_layout(rect=(0, 0, 1 - 1.5 / fig.get_figwidth(), 1))
     return fig
 
 
 def dead_units_figure(trials: Sequence[TrialRecord], name: str) -> Figure:
     """Dead-unit fraction against learning rate and init scale for ReLU-family trials."""
     family = [
-        r
-        for r in _measured(trials)
-        if r.activation in RELU_FAMILY and r.dead_fraction and r.config
+        t
+        for t in _measured(trials)
+        if t.activation in RELU_FAMILY and t.dead_fraction and t.config
     ]
     title = f"{name}: dead hidden units of ReLU-family trials"
     if not family:
         return placeholder(title, f"no finished trial uses {', '.join(RELU_FAMILY)}")
-    dead = [max(r.dead_fraction) for r in family]
-    colors = [COLORS.get(r.activation, "black") for r in family]
-    fig = Figure(figsize=(11.0, 4.6))
+    dead = [max(t.dead_fraction) for t in family]
+    colors = [COLORS.get(t.activation, "black") for t in family]
+    fig = Figure(figsize=(12.6, 4.6))
     axes = fig.subplots(1, 2, sharey=True)
     for ax, (key, label, log) in zip(
         axes,
@@ -311,7 +405,7 @@ def dead_units_figure(trials: Sequence[TrialRecord], name: str) -> Figure:
         ),
         strict=True,
     ):
-        x = [r.setting(key) for r in family]
+        x = [t.setting(key) for t in family]
         ax.scatter(x, dead, c=colors, s=26, edgecolors="none")
         if log:
             _log_axis(ax, min(x), max(x))
@@ -322,26 +416,44 @@ def dead_units_figure(trials: Sequence[TrialRecord], name: str) -> Figure:
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0%}"))
     _activation_legend(fig, family)
     fig.suptitle(title, fontsize=12)
-    fig.tight_layout(rect=(0, 0, 0.88, 1))
+    fig.tight_layout(rect=(0, 0, 1 - 1.5 / fig.get_figwidth(), 1))
     return fig
 
 
 def importances_figure(study: optuna.Study, trials: Sequence[TrialRecord]) -> Figure:
-    """Optuna's importance bar chart (PED-ANOVA: needs no scikit-learn, draws nothing random)."""
+    """Hyperparameter importances (Optuna's PED-ANOVA: needs no scikit-learn, draws nothing
+    random) over the search's complete trials, drawn in the style of every other figure."""
     name = study.study_name
     title = f"{name}: hyperparameter importances"
     complete = best_first(trials)
-    if len(complete) < 2 or not any(r.distributions for r in complete):
+    if len(complete) < 2 or not any(t.distributions for t in complete):
         return placeholder(title, "needs at least 2 complete trials with searched parameters")
-    ax, notes = _optuna_plot(optuna.visualization.matplotlib.plot_param_importances, study)
-    if ax is None:
-        return placeholder(title, notes[0])
-    fig = ax.figure
-    n = len(ax.get_yticks())
-    fig.set_size_inches(9.0, 1.6 + 0.42 * n)
-    if ax.get_legend() is not None:
-        ax.get_legend().remove()
-    ax.set_title("", loc="left")  # Optuna's own title
+    search = optuna.create_study(direction="minimize")  # the search alone: no confirmations
+    search.add_trials(
+        optuna.trial.create_trial(params=t.params, distributions=t.distributions, value=t.value)
+        for t in complete
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        try:
+            found = optuna.importance.get_param_importances(
+                search, evaluator=optuna.importance.PedAnovaImportanceEvaluator()
+            )
+        except (ValueError, RuntimeError) as err:
+            return placeholder(title, f"Optuna could not compute them: {err}")
+    notes = sorted({str(w.message).split(". ")[0].rstrip(".") for w in caught})
+    if not found:
+        return placeholder(title, "no parameter varies across the complete trials")
+    names = list(found)[::-1]  # most important on top
+    values = [found[k] for k in names]
+    fig = Figure(figsize=(9.0, 1.6 + 0.42 * len(names)))
+    ax = fig.add_subplot()
+    ax.barh(names, values, color=VAL_COLOR, alpha=0.85, height=0.6)
+    for y, v in enumerate(values):
+        ax.text(v, y, f" {v:.2f}", va="center", ha="left", fontsize=9)
+    ax.set_xlim(0, max(values) * 1.15 or 1.0)
+    ax.grid(axis="y", visible=False)
     ax.set_title(title + _note(notes))
     ax.set_xlabel("importance for reaching the best 10 % of trials (PED-ANOVA, sums to 1)")
     ax.set_ylabel("hyperparameter")
@@ -355,43 +467,47 @@ def parallel_figure(trials: Sequence[TrialRecord], name: str) -> Figure:
     Drawn here rather than by Optuna, whose version overlaps its tick labels and draws the
     worst trials in white. Each axis spans the parameter's search range (log where the range
     is log); trials without the parameter (a layer they do not have) sit at "none", below.
-    Lines are coloured by their rank in validation error; the best 10 % are thicker and drawn
-    on top.
+    The best :data:`PARALLEL_COLOURED` trials are coloured by rank in validation error and
+    drawn on top; the others are faint grey lines behind them, so 200 trials stay readable.
     """
     title = f"{name}: parallel coordinates of the complete trials"
     complete = best_first(trials)
     dists: dict[str, Any] = {}
-    for r in complete:
-        for k, d in r.distributions.items():
+    for t in complete:
+        for k, d in t.distributions.items():
             dists.setdefault(k, d)
     dists = dict(sorted(dists.items(), key=lambda kv: _param_order(kv[0])))
     if len(complete) < 2 or not dists:
         return placeholder(title, "needs at least 2 complete trials with searched parameters")
-    errors = np.array([r.value for r in complete])
-    top = float(errors.max()) or 1.0
-    ticks = [(math.sqrt(v / top), f"{100 * v:.3g}%") for v in _error_ticks(top)]
-    columns = [(np.sqrt(errors / top), ticks)]
+    errors = np.array([t.value for t in complete])
+    # the error axis fits the errors, like every other error axis (outliers at its top)
+    q1, q3 = np.percentile(errors, [25, 75])
+    inside = errors[errors <= q3 + 1.5 * (q3 - q1) + 1e-12]
+    low, high = float(inside.min()), float(inside.max())
+    span = (high - low) or 0.01
+    err_pos = np.clip((errors - low) / span, 0.0, 1.0)
+    locator = MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10])
+    ticks = [((v - low) / span, _percent(v)) for v in locator.tick_values(low, high)]
+    ticks = [(p, text) for p, text in ticks if -0.01 <= p <= 1.01]
+    if errors.max() > high:
+        ticks.append((1.0, f"≥ {_percent(high)}"))
+    columns = [(err_pos, ticks)]
     labels = ["validation\nerror"]
     for param, dist in dists.items():
-        columns.append(_parallel_axis([r.params.get(param) for r in complete], dist))
+        columns.append(_parallel_axis([t.params.get(param) for t in complete], dist))
         labels.append(param.replace("_", "_\n", 1) if len(param) > 12 else param)
     positions = np.array([c[0] for c in columns]).T  # (trials, axes)
 
     fig = Figure(figsize=(max(9.0, 1.35 * len(columns) + 2.5), 5.8))
     ax = fig.add_subplot()
     cmap = matplotlib.colormaps["viridis"]
-    # colour by rank: a few diverged trials at 80 % would wash out the differences that matter
-    norm = matplotlib.colors.Normalize(0, len(complete) - 1)
-    best = max(1, math.ceil(0.1 * len(complete)))
+    coloured = min(PARALLEL_COLOURED, len(complete))
+    norm = matplotlib.colors.Normalize(0, max(coloured - 1, 1))
     x = np.arange(len(columns))
-    for rank in range(len(complete) - 1, -1, -1):  # complete is sorted best first
-        ax.plot(
-            x,
-            positions[rank],
-            color=cmap(norm(rank)),
-            lw=2.4 if rank < best else 1.0,
-            alpha=0.95 if rank < best else 0.6,
-        )
+    for rank in range(len(complete) - 1, coloured - 1, -1):  # the rest, faint, behind
+        ax.plot(x, positions[rank], color="0.6", lw=0.8, alpha=0.25, zorder=1)
+    for rank in range(coloured - 1, -1, -1):  # complete is sorted best first
+        ax.plot(x, positions[rank], color=cmap(norm(rank)), lw=1.8, alpha=0.95, zorder=2)
     for i, (_, ticks) in enumerate(columns):
         ax.axvline(i, color="0.25", lw=1)
         for pos, text in ticks:
@@ -413,11 +529,15 @@ def parallel_figure(trials: Sequence[TrialRecord], name: str) -> Figure:
     ax.set_ylim(-0.17, 1.05)
     ax.set_xlabel("searched hyperparameter (each vertical axis spans its search range)")
     ax.set_ylabel("value, low to high (bottom: none)")
-    ax.set_title(title)
+    rest = len(complete) - coloured
+    more = f"\nthe best {coloured} in colour, {rest} others in grey" if rest else ""
+    ax.set_title(title + more)
     bar = fig.colorbar(matplotlib.cm.ScalarMappable(norm, cmap), ax=ax, pad=0.02)
-    bar.set_label("validation error (colour by rank, best dark)")
-    marks = sorted({round(r) for r in np.linspace(0, len(complete) - 1, 6)})
-    bar.set_ticks(marks, labels=[f"{errors[r]:.2%}" for r in marks])
+    bar.set_label(f"validation error of the best {coloured} (dark: best)")
+    marks: dict[str, int] = {}  # one tick per distinct error shown (errors repeat on small sets)
+    for r in np.linspace(0, coloured - 1, min(6, coloured)):
+        marks.setdefault(f"{errors[round(r)]:.2%}", round(r))
+    bar.set_ticks(list(marks.values()), labels=list(marks))
     fig.tight_layout()
     return fig
 
@@ -474,8 +594,8 @@ def placeholder(title: str, message: str) -> Figure:
 def numeric_distributions(trials: Sequence[TrialRecord]) -> dict[str, Any]:
     """The numeric searched hyperparameters of ``trials``: name -> distribution, sorted."""
     out: dict[str, Any] = {}
-    for r in trials:
-        for k, d in r.distributions.items():
+    for t in trials:
+        for k, d in t.distributions.items():
             if isinstance(d, FloatDistribution | IntDistribution):
                 out.setdefault(k, d)
     return dict(sorted(out.items(), key=lambda kv: _param_order(kv[0])))
@@ -487,35 +607,80 @@ def _param_order(name: str) -> tuple[str, int]:
 
 
 def _measured(trials: Sequence[TrialRecord]) -> list[TrialRecord]:
-    """Complete and pruned trials that measured a validation error."""
+    """Complete and pruned trials of the search that measured a validation error."""
     ok = (TrialState.COMPLETE, TrialState.PRUNED)
-    return [r for r in trials if r.state in ok and r.best_val_error is not None]
+    return [
+        t
+        for t in trials
+        if t.state in ok and t.best_val_error is not None and not t.is_confirmation
+    ]
 
 
 def _short(v: Any) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
-def _error_axis(ax: Any, values: np.ndarray) -> None:
-    """A square-root y axis from 0 to just above the largest error, ticks in percent."""
-    finite = values[np.isfinite(values)] if len(values) else values
-    top = float(finite.max()) if len(finite) else 1.0
-    top = min(1.0, max(top, 0.01)) * 1.08
-    ax.set_yscale("function", functions=(_sqrt, np.square))
-    ax.set_ylim(0.0, top)
-    ax.yaxis.set_major_locator(FixedLocator(_error_ticks(top)))
-    ax.yaxis.set_minor_locator(FixedLocator([]))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:.3g}%"))
+def _error_axis(ax: Any, values: np.ndarray) -> float:
+    """A linear y axis fitted to ``values`` (errors in [0, 1]), ticks in percent; returns its
+    top. The top is the largest value below Tukey's upper fence (Q3 + 1.5 IQR), so that a few
+    diverged trials do not squash the rest; draw what lies above with :func:`_above`."""
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if not len(finite):
+        finite = np.array([0.0, 1.0])
+    q1, q3 = np.percentile(finite, [25, 75])
+    inside = finite[finite <= q3 + 1.5 * (q3 - q1) + 1e-12]
+    low, high = float(inside.min()), float(inside.max())
+    pad = max(0.06 * (high - low), 0.002)
+    bottom, top = max(0.0, low - pad), min(1.0, high + pad)
+    ax.set_ylim(bottom, top)
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=7, steps=[1, 2, 2.5, 5, 10]))
+    ax.yaxis.set_major_formatter(FuncFormatter(_percent))
+    return top
 
 
-def _error_ticks(top: float) -> list[float]:
-    """Round error values up to ``top``, at least 6 % of a square-root axis apart."""
-    candidates = [0, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0]
-    kept: list[float] = []
-    for v in candidates:
-        if v <= top and (not kept or math.sqrt(v) - math.sqrt(kept[-1]) >= 0.06 * math.sqrt(top)):
-            kept.append(v)
-    return kept
+def _percent(v: float, _: Any = None) -> str:
+    return f"{100 * v:.{max(0, min(2, _decimals(v)))}f}%"
+
+
+def _decimals(v: float) -> int:
+    text = f"{100 * v:.2f}".rstrip("0").rstrip(".")
+    return len(text.split(".")[1]) if "." in text else 0
+
+
+def _above(ax: Any, x: Any, y: Any, top: float, color: Any = "0.35") -> int:
+    """Draw the points of ``(x, y)`` above ``top`` as triangles on the axis's top edge; how
+    many there were (for the legend)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    over = np.isfinite(y) & (y > top)
+    if over.any():
+        ax.scatter(
+            x[over],
+            np.full(over.sum(), top),
+            marker="^",
+            s=30,
+            color=color,
+            clip_on=False,
+            zorder=4,
+        )
+    return int(over.sum())
+
+
+def _above_label(n: int, values: Any) -> str:
+    worst = np.nanmax(np.asarray(values, dtype=float))
+    return f"{n} above the axis (up to {worst:.1%})"
+
+
+def _outside_legend(ax: Any, **kw: Any) -> None:
+    """The legend to the right of the axes: never over the data."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kw)
+
+
+def _se(t: TrialRecord, value: float | None = None) -> float:
+    """Binomial standard error of a trial's validation error (0 where unknown)."""
+    v = t.value if value is None else value
+    se = binomial_se(v, t.val_rows) if v is not None else None
+    return 0.0 if se is None else se
 
 
 def _param_axis(ax: Any, dist: Any) -> None:
@@ -542,17 +707,19 @@ def _log_axis(ax: Any, low: float, high: float) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
-def _sqrt(x: np.ndarray) -> np.ndarray:
-    return np.sqrt(np.clip(x, 0.0, None))
-
-
-def _activation_legend(fig: Figure, trials: Sequence[TrialRecord]) -> None:
-    used = {r.activation for r in trials}
+def _activation_legend(
+    fig: Figure, trials: Sequence[TrialRecord], pruned: bool = False
+) -> None:
+    used = {t.activation for t in trials}
     present = [a for a in ACTIVATIONS if a in used]
     handles = [
         Line2D([], [], ls="", marker="o", color=COLORS.get(a, "black"), label=a) for a in present
     ]
-    fig.legend(handles=handles, title="activation", loc="center right")
+    if pruned:
+        handles.append(
+            Line2D([], [], ls="", marker="o", mfc="none", color="0.3", label="pruned (hollow)")
+        )
+    fig.legend(handles=handles, title="activation", loc="upper right", bbox_to_anchor=(1.0, 0.93))
 
 
 def _optuna_plot(function: Callable[..., Any], study: optuna.Study, **kwargs: Any):

@@ -23,7 +23,8 @@ import optuna
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+from mlpsearch.trials import FINISHED
+
 UNFINISHED = (TrialState.WAITING, TrialState.RUNNING)
 
 

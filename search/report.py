@@ -8,21 +8,32 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Callable, Sequence
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 import pandas as pd
-from optuna.trial import TrialState
 
+from mlpsearch import confirm, outcomes
 from mlpsearch.engine.files import write_atomic
 from mlpsearch.plots import PLOTS, write_plots
+from mlpsearch.summary import (
+    SUMMARY_FILE,
+    best_text,
+    binomial_se,
+    counts_text,
+    study_summary,
+    write_summary,
+)
 from mlpsearch.tables import write_trials_csv
 from mlpsearch.trials import (
     TrialRecord,
     best,
-    best_first,
     experiment_text,
     records,
     stored_experiment,
@@ -43,16 +54,27 @@ def write_report(
     study: optuna.Study, folder: Path, *, top: int = TOP, echo: Callable[[str], None] = print
 ) -> Report:
     """Write ``trials.csv``, ``plots/*.png`` and ``report.html`` into ``folder``; print the
-    summary and the ``top`` best trials."""
+    summary and the ``top`` best trials.
+
+    Everything is first written into a staging folder beside them, then renamed into place:
+    a failure (a full disk) leaves the earlier report as it was, with no file of the new one.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    csv = folder / "trials.csv"
-    write_trials_csv(study, csv)
-    trials = records(study)
-    table = top_trials(trials, top)
-    facts = summary(study, trials)
-    plots = write_plots(study, folder / "plots")
-    page = folder / "report.html"
-    write_atomic(page, render_html(study, facts, table, plots))
+    with staging(folder) as stage:
+        write_trials_csv(study, stage / "trials.csv")
+        trials = records(study)
+        table = top_trials(trials, top)
+        facts = summary(study, trials, folder)
+        staged = write_plots(study, stage / "plots")
+        write_atomic(stage / "report.html", render_html(study, facts, table, staged))
+        (folder / "plots").mkdir(exist_ok=True)
+        plots = [folder / "plots" / p.name for p in staged]
+        for src, dst in zip(staged, plots, strict=True):
+            os.replace(src, dst)
+        csv, page = folder / "trials.csv", folder / "report.html"
+        os.replace(stage / "trials.csv", csv)
+        os.replace(stage / "report.html", page)
+        write_summary(study, folder)
 
     width = max(len(k) for k, _ in facts)
     for key, value in facts:
@@ -60,19 +82,37 @@ def write_report(
     if table.empty:
         echo("no complete trials yet")
     else:
-        echo(f"\ntop {len(table)} trials (validation and train error at the best epoch):")
+        echo(
+            f"\ntop {len(table)} trials (validation ± its noise, and train error, at the best "
+            "epoch; 'within noise': not distinguishable from the best):"
+        )
         echo(table.to_string(index=False))
-    echo(f"\nwrote {csv}, {len(plots)} plots in {folder / 'plots'}, and {page}")
+    echo(
+        f"\nwrote {csv}, {len(plots)} plots in {folder / 'plots'}, {page} and "
+        f"{folder / SUMMARY_FILE}"
+    )
     return Report(csv, plots, page, table)
+
+
+@contextmanager
+def staging(folder: Path) -> Iterator[Path]:
+    """A fresh hidden folder inside ``folder`` for files written before they are renamed into
+    place (a rename needs no free space); removed afterwards, whatever happened."""
+    stage = Path(tempfile.mkdtemp(prefix=".report-", dir=folder))
+    try:
+        yield stage
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 # --- the content -----------------------------------------------------------------------------
 
 
-def summary(study: optuna.Study, trials: Sequence[TrialRecord]) -> list[tuple[str, str]]:
+def summary(
+    study: optuna.Study, trials: Sequence[TrialRecord], folder: Path | None = None
+) -> list[tuple[str, str]]:
     """(label, value) lines describing the study: its setup, its trials, its best trial."""
-    counts = {s: sum(r.state == s for r in trials) for s in TrialState}
-    states = ", ".join(f"{n} {s.name.lower()}" for s, n in counts.items() if n)
+    digest = study_summary(study, folder)
     facts = [("study", study.study_name)]
     exp = stored_experiment(study, required=False)
     if exp is not None:
@@ -85,21 +125,25 @@ def summary(study: optuna.Study, trials: Sequence[TrialRecord]) -> list[tuple[st
                 f"up to {exp.train['epochs']} epochs, patience {exp.train['patience']}",
             ),
         ]
-    facts.append(("trials", f"{len(trials)} ({states or 'none'})"))
+    facts.append(("trials", f"{len(trials)} ({counts_text(digest['counts'])})"))
     seconds = sum(r.seconds or 0.0 for r in trials)
     facts.append(("training time", f"{seconds:.1f} s summed over trials"))
-    failed = [r for r in trials if r.state == TrialState.FAIL]
+    retries = outcomes.retried_as(trials)
+    interrupted = [r for r in trials if outcomes.outcome(r) == "interrupted"]
+    if interrupted:
+        labels = [f"{r.number}: {outcomes.label(r, retries)}" for r in interrupted]
+        facts.append(("interrupted trials", "; ".join(labels)))
+    failed = [r for r in trials if outcomes.outcome(r) == "failed"]
     if failed:
         reasons = [f"{r.number}: {r.reason or 'no reason stored'}" for r in failed]
         more = f"; and {len(reasons) - 5} more (see trials.csv)" if len(reasons) > 5 else ""
         facts.append(("failed trials", "; ".join(reasons[:5]) + more))
     top = best(trials)
-    if top is not None:
+    if top is not None and digest["best"] is not None:
         facts.append(
             (
-                "best trial",
-                f"{top.number}: validation error {top.value:.2%}, train error "
-                f"{top.best_train_error:.2%} at epoch {top.best_epoch} of {top.epochs}; "
+                "best",
+                f"{best_text(digest['best'])}; best epoch {top.best_epoch} of {top.epochs}; "
                 f"{top.describe()}",
             )
         )
@@ -108,13 +152,22 @@ def summary(study: optuna.Study, trials: Sequence[TrialRecord]) -> list[tuple[st
 
 def top_trials(trials: Sequence[TrialRecord], k: int = TOP) -> pd.DataFrame:
     """The ``k`` best complete trials as a table of readable strings, best first."""
+    found = confirm.estimates(trials)
+    winner = confirm.best(trials)
+    # Confirmed configurations first, by their mean over seeds; then the rest by value.
+    ranked = sorted(found.values(), key=lambda e: (not e.confirmed, e.mean, e.trial))[:k]
+    by_number = {r.number: r for r in trials}
     rows = []
-    for r in best_first(trials)[:k]:
+    for e in ranked:
+        r = by_number[e.trial]
+        noise = _noise(e, r.val_rows)
         row = {
             "trial": r.number,
-            "val error": f"{r.value:.2%}",
+            "val error": _with_noise(e, noise),
+            "search seed": f"{e.search_value:.2%}" if e.confirmed else "",
+            "within noise": _within_noise(e, noise, winner, by_number),
             "train error": f"{r.best_train_error:.2%}",
-            "gap": f"{r.value - r.best_train_error:+.2%}",
+            "gap": f"{e.mean - r.best_train_error:+.2%}",
             "epoch": f"{r.best_epoch}/{r.epochs}",
             "seconds": f"{r.seconds or 0.0:.1f}",
             "activation": r.activation,
@@ -127,6 +180,36 @@ def top_trials(trials: Sequence[TrialRecord], k: int = TOP) -> pd.DataFrame:
                 row[name.replace("_", " ")] = f"{value:.3g}" if isinstance(value, float) else value
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _noise(e: confirm.Estimate, val_rows: int | None) -> float | None:
+    """The standard error of a configuration's mean: over its seeds where confirmed (sd over
+    sqrt(n)), else the binomial standard error of its single validation error."""
+    return e.sem if e.confirmed else binomial_se(e.search_value, val_rows)
+
+
+def _with_noise(e: confirm.Estimate, noise: float | None) -> str:
+    if e.confirmed:
+        return f"{e.mean:.2%} ± {e.std:.2%} (n={e.n})"
+    return f"{e.mean:.2%}" + ("" if noise is None else f" ± {noise:.2%}")
+
+
+def _within_noise(
+    e: confirm.Estimate,
+    noise: float | None,
+    winner: confirm.Estimate | None,
+    by_number: dict[int, TrialRecord],
+) -> str:
+    """'best'; 'yes' when the difference from the best is under two standard errors of the
+    difference; else 'no'."""
+    if winner is None or noise is None:
+        return ""
+    if e.trial == winner.trial:
+        return "best"
+    best_noise = _noise(winner, by_number[winner.trial].val_rows)
+    if best_noise is None:
+        return ""
+    return "yes" if e.mean - winner.mean < 2 * (noise**2 + best_noise**2) ** 0.5 else "no"
 
 
 def _pruner(name: str | None) -> str:
@@ -144,6 +227,7 @@ table { border-collapse: collapse; font-size: 0.9em; }
 th, td { padding: 0.25em 0.7em; text-align: left; border-bottom: 1px solid #e4e4e4; }
 th { background: #f2f2f2; }
 table.summary th { background: none; font-weight: 600; }
+table.trials td { white-space: nowrap; }
 figure { margin: 1.5em 0; }
 figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { color: #555; font-size: 0.9em; margin-top: 0.3em; }
@@ -161,6 +245,12 @@ def render_html(
     """One self-contained page: summary, top-trials table, every plot (embedded), experiment."""
     e = html.escape
     name = study.study_name
+    rows_seen = {r.val_rows for r in records(study)} - {None}
+    val_note = (
+        f"sqrt(p(1-p)/n) on the {rows_seen.pop():,} validation examples"
+        if len(rows_seen) == 1
+        else "sqrt(p(1-p)/n) on the validation examples"
+    )
     rows = "\n".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in facts)
     if table.empty:
         top = "<p>No complete trials yet.</p>"
@@ -190,6 +280,10 @@ def render_html(
 </table>
 <h2>Best trials</h2>
 <p>Validation and train error at each trial's best epoch; gap = validation - train.
+Confirmed configurations (re-trained on fresh seeds after the search) come first, as mean ±
+sd over n seeds, with the search's own single-seed value beside it; other errors carry the
+binomial standard error of {e(val_note)}. "within noise": the difference from the best is
+less than two standard errors of that difference, so the data cannot tell them apart.
 Every trial is in <code>trials.csv</code>.</p>
 {top}
 <h2>Plots</h2>

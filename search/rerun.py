@@ -18,6 +18,7 @@ model at its best epoch, ``best_model.npz`` (``final_model.npz`` with ``final``)
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -30,17 +31,19 @@ from typing import Any
 import numpy as np
 import optuna
 
-from mlpsearch.config import Experiment, Fixed, Spec, StudyConfig
-from mlpsearch.data import load_data
-from mlpsearch.engine import MLP, EpochRecord, History, TrainConfig, train
+from mlpsearch.config import Confirm, Experiment, Fixed, Spec, StudyConfig
+from mlpsearch.data import check_same_data, load_data
+from mlpsearch.engine import MLP, EpochRecord, History, Model, TrainConfig, train
 from mlpsearch.engine.data import Dataset
+from mlpsearch import confirm
 from mlpsearch.engine.files import write_atomic
 from mlpsearch.errors import ConfigError
 from mlpsearch.objective import engine_fingerprint
 from mlpsearch.single import fit
 from mlpsearch.space import layer_units
+from mlpsearch.summary import FINAL_FILE, write_summary
 from mlpsearch.threads import worker_threads
-from mlpsearch.trials import TrialRecord, best, pick, stored_experiment
+from mlpsearch.trials import TrialRecord, best, pick, records, stored_experiment
 
 
 @dataclass
@@ -79,6 +82,7 @@ def rerun(
     stored = t.best_val_error
     threads = threads or _threads_of(t, exp)
     data = load_data(exp)
+    check_same_data(study, data, "re-run a trial of", record=False)
     is_best = _is_best(study, t)
     stem = "best" if is_best else f"trial_{t.number}"
 
@@ -103,9 +107,17 @@ def rerun(
         else:
             warn(_not_reproduced(t, history, stored))
 
+        found = confirm.estimates(records(study)).get(t.number)
+        if found is not None and found.confirmed:
+            echo(
+                f"confirmed after the search on {found.n - 1} fresh seeds: validation error "
+                f"{found.mean:.4%} ± {found.std:.4%} (sd over {found.n} seeds); optimism of "
+                f"the search's seed {100 * found.optimism:+.2f} points"
+            )
+
         files = result.files
         files["model"] = folder / f"{stem}_model.npz"
-        model.save(files["model"])
+        Model.from_dataset(model, data).save(files["model"])  # with scaling and labels
         files["toml"] = folder / f"{stem}.toml"
         write_atomic(files["toml"], standalone_toml(study, t, exp))
         echo(f"saved the model at its best epoch to {files['model']}")
@@ -135,11 +147,21 @@ def rerun(
             last = final_history.records[-1]
             result.test_error, result.final_train_error = last.val_error, last.train_error
             files["final_model"] = folder / f"{'final' if is_best else stem + '_final'}_model.npz"
-            final_model.save(files["final_model"])
+            Model.from_dataset(final_model, data).save(files["final_model"])
             echo(
                 f"TEST ERROR {last.val_error:.4%} (accuracy {1 - last.val_error:.4%}); train "
                 f"error {last.train_error:.4%}; model saved to {files['final_model']}"
             )
+            if is_best:  # summary.json's best.test_error
+                files["final"] = folder / FINAL_FILE
+                record = {
+                    "trial": t.number,
+                    "test_error": last.val_error,
+                    "train_error": last.train_error,
+                    "epochs": epochs,
+                }
+                write_atomic(files["final"], json.dumps(record, indent=2) + "\n")
+                write_summary(study, folder)
     return result
 
 
@@ -255,9 +277,18 @@ def standalone_toml(study: optuna.Study, t: TrialRecord, exp: Experiment) -> str
     """
     which = "best" if _is_best(study, t) else f"trial{t.number}"
     fixed = standalone_experiment(t, exp, f"{study.study_name}_{which}")
+    found = confirm.estimates(records(study)).get(t.number)
+    seeds = ""
+    if found is not None and found.confirmed:
+        seeds = (
+            f"# Over {found.n} seeds (the search's and {found.n - 1} fresh): validation error "
+            f"{found.mean:.4%} ± {found.std:.4%} (sd); the search's single seed gave "
+            f"{found.search_value:.4%}, optimism {100 * found.optimism:+.2f} points.\n"
+        )
     header = (
         f"# Trial {t.number} of study {study.study_name}: validation error "
         f"{t.best_val_error!r} at epoch {t.best_epoch}.\n"
+        f"{seeds}"
         "# Every hyperparameter is fixed; [train] seed is the trial's training seed.\n"
         "# Train it without the study:  mlpsearch train THIS_FILE\n"
     )
@@ -284,6 +315,13 @@ def standalone_experiment(t: TrialRecord, exp: Experiment, name: str) -> Experim
     }
     for i in range(1, space["hidden_layers"].value + 1):  # units per layer, for its layers only
         space[f"units_{i}"] = fixed(f"units_{i}", layer_units(exp.space, i))
-    study = StudyConfig(name=name, sampler="random", n_trials=1, n_jobs=1, seed=exp.study.seed)
+    study = StudyConfig(
+        name=name,
+        sampler="random",
+        n_trials=1,
+        n_jobs=1,
+        seed=exp.study.seed,
+        confirm=Confirm(top=0),  # one configuration, trained as it is
+    )
     train = {**exp.train, "seed": t.config["train"]["seed"]}
     return Experiment(study, exp.data, train, space, source=exp.source)

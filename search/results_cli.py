@@ -7,6 +7,8 @@ Each names its study either as a results folder (``results/<study>``, holding th
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     report.add_argument("study", nargs="?", metavar="STUDY", help=STUDY_HELP)
     report.add_argument("--top", type=int, default=10, metavar="K", help="trials to list")
     _storage_options(report)
+    _output_options(report)
     report.set_defaults(handler=cmd_report)
 
     compare = sub.add_parser(
@@ -77,7 +80,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="BLAS threads (default: as the study's workers, cpu_count // n_jobs)",
     )
     _storage_options(rerun)
+    _output_options(rerun)
     rerun.set_defaults(handler=cmd_rerun)
+
+
+def _output_options(parser: argparse.ArgumentParser) -> None:
+    from mlpsearch.cli import _output_options as shared  # one definition of the two flags
+
+    shared(parser)
 
 
 def _storage_options(parser: argparse.ArgumentParser) -> None:
@@ -95,13 +105,25 @@ def _storage_options(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from mlpsearch.console import print_json, printer
     from mlpsearch.errors import UsageError
     from mlpsearch.report import write_report
 
-    if args.top < 1:
-        raise UsageError(f"--top: {args.top} must be >= 1")
+    if not 1 <= args.top <= 100_000:
+        raise UsageError(f"--top: {args.top} is out of range; allowed: 1 to 100000")
     study, folder = open_results(args.study, args.storage, args.study_name, Path(args.out))
-    write_report(study, folder, top=args.top)
+    with writing_results():
+        report = write_report(study, folder, top=args.top, echo=printer(args.quiet or args.json))
+        if args.json:
+            print_json(
+                {
+                    "study": study.study_name,
+                    "csv": str(report.csv),
+                    "plots": [str(p) for p in report.plots],
+                    "html": str(report.html),
+                    "top": report.top.to_dict(orient="records"),
+                }
+            )
     return 0
 
 
@@ -120,27 +142,90 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if bad:
         raise UsageError(f"compare: {bad[0]!r} is not a trial number")
     study, folder = open_results(study_arg, args.storage, args.study_name, Path(args.out))
-    compare(study, [int(i) for i in items], folder)
+    make_results_folder(folder)
+    with writing_results():
+        compare(study, [int(i) for i in items], folder)
     return 0
 
 
 def cmd_rerun(args: argparse.Namespace) -> int:
+    from mlpsearch.console import print_json, printer
     from mlpsearch.errors import UsageError
     from mlpsearch.rerun import rerun
 
     if args.seeds < 0:
         raise UsageError(f"--seeds: {args.seeds} must be >= 0")
+    if args.seeds > MAX_SEEDS:
+        raise UsageError(f"--seeds: {args.seeds} is out of range; allowed: 0 to {MAX_SEEDS}")
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads: {args.threads} must be >= 1")
+    if args.threads is not None and args.threads > MAX_THREADS:
+        raise UsageError(
+            f"--threads: {args.threads} is out of range; allowed: 1 to {MAX_THREADS}"
+        )
     study, folder = open_results(args.study, args.storage, args.study_name, Path(args.out))
-    result = rerun(
-        study, folder, trial=args.trial, seeds=args.seeds, final=args.final, threads=args.threads
-    )
+    make_results_folder(folder)
+    with writing_results():
+        result = rerun(
+            study,
+            folder,
+            trial=args.trial,
+            seeds=args.seeds,
+            final=args.final,
+            threads=args.threads,
+            echo=printer(args.quiet or args.json),
+        )
+        if args.json:
+            print_json(
+                {
+                    "study": study.study_name,
+                    "trial": result.trial,
+                    "stored_val_error": result.stored,
+                    "val_error": result.got,
+                    "reproduced": result.reproduced,
+                    "threads": result.threads,
+                    "seed_errors": {str(k): v for k, v in result.seed_errors.items()},
+                    "test_error": result.test_error,
+                    "files": {k: str(v) for k, v in result.files.items()},
+                }
+            )
     return 0 if result.reproduced else 1
 
 
 def _is_int(text: str) -> bool:
     return text.lstrip("-").isdigit()
+
+
+@contextmanager
+def writing_results() -> Iterator[None]:
+    """A file that cannot be written (a full disk, a read-only folder) is one line, exit 1;
+    every result file is written whole or not at all, so nothing half-written is left."""
+    from mlpsearch.errors import RunError
+
+    try:
+        yield
+    except OSError as err:
+        where = f": {err.filename}" if err.filename else ""
+        raise RunError(
+            f"cannot write the results: {err.strerror or err}{where}; no file was left "
+            "half-written (earlier results are as they were)"
+        ) from None
+
+
+MAX_SEEDS = 1000
+MAX_THREADS = 1024
+
+
+def make_results_folder(folder: Path) -> None:
+    """Create ``folder`` (a study's results folder) if missing; one line if it cannot be."""
+    from mlpsearch.errors import ConfigError
+
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"results folder {folder}: exists and is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"results folder {folder}: cannot be made ({err.strerror})") from None
 
 
 # --- finding the study -----------------------------------------------------------------------
@@ -155,13 +240,33 @@ def open_results(
     """
     import optuna
 
-    from mlpsearch.errors import ConfigError, UsageError
+    from mlpsearch.errors import ConfigError
     from mlpsearch.storage import mask, open_storage
+
+    url, name, folder = locate_study(study_arg, storage_url, study_name, out)
+    storage = open_storage(url, read_only=True)  # a reader never creates or repairs
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    names = optuna.get_all_study_names(storage)
+    if name not in names:
+        held = ", ".join(sorted(names)) or "no study"
+        raise ConfigError(f"no study {name!r} in {mask(url)} (it holds: {held})")
+    return optuna.load_study(study_name=name, storage=storage), folder
+
+
+def locate_study(
+    study_arg: str | None, storage_url: str | None, study_name: str | None, out: Path
+) -> tuple[str, str, Path]:
+    """(storage URL, study name, results folder) of a study named as :func:`open_results`
+    takes it, without opening anything; UsageError or ConfigError (one line) if it cannot be
+    found."""
+    from mlpsearch.errors import ConfigError, UsageError
 
     if storage_url:
         if not study_name:
             raise UsageError("--storage needs --study NAME")
         folder = Path(study_arg) if study_arg else out / study_name
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"results folder {folder}: exists and is not a folder")
         url, name = storage_url, study_name
     else:
         if study_arg is None:
@@ -176,13 +281,7 @@ def open_results(
         url = _url_in(folder)
     if url.startswith("journal:") and not Path(url.removeprefix("journal:")).is_file():
         raise ConfigError(f"no study journal at {url.removeprefix('journal:')}")
-    storage = open_storage(url)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    names = optuna.get_all_study_names(storage)
-    if name not in names:
-        held = ", ".join(sorted(names)) or "no study"
-        raise ConfigError(f"no study {name!r} in {mask(url)} (it holds: {held})")
-    return optuna.load_study(study_name=name, storage=storage), folder
+    return url, name, folder
 
 
 def _find_folder(study_arg: str, out: Path) -> Path:

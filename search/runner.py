@@ -20,13 +20,16 @@ from pathlib import Path
 
 import optuna
 
-from mlpsearch.config import Experiment
+from mlpsearch import confirm
 from mlpsearch import trials
-from mlpsearch.data import load_data
+from mlpsearch.config import Experiment, check_memory_for_data
+from mlpsearch.data import check_same_data, load_data
 from mlpsearch.engine.files import LockTimeout, write_atomic
 from mlpsearch.errors import ConfigError, Interrupted, RunError
 from mlpsearch.liveness import fail_stale
+from mlpsearch.postgres import check_storage_room, connections_needed
 from mlpsearch.progress import Progress
+from mlpsearch.queries import FinishedTrials
 from mlpsearch.storage import default_url, mask, open_storage
 from mlpsearch.study import (
     find_study,
@@ -36,7 +39,9 @@ from mlpsearch.study import (
     planning_lock,
     queue,
     size,
+    size_target,
 )
+from mlpsearch.summary import SUMMARY_FILE, best_text, counts_text, write_summary
 from mlpsearch.workers import WorkerPool, n_workers
 
 MAX_RESTARTS = 3  # worker pools rebuilt after a worker died, per run
@@ -53,7 +58,8 @@ class RunResult:
     n_trials : the study's size.
     finished : trials that ended, here or anywhere.
     ran : trials this run's workers ran.
-    best : the best complete trial, if any.
+    best : the study's best search trial (the confirmed best where confirmed), if any.
+    summary : what ``summary.json`` holds (a run), else None (a join).
     """
 
     study: optuna.Study
@@ -62,6 +68,7 @@ class RunResult:
     finished: int
     ran: int
     best: trials.TrialRecord | None
+    summary: dict | None = None
 
 
 def run_study(
@@ -70,8 +77,14 @@ def run_study(
     storage_url: str | None = None,
     echo: Callable[[str], None] = print,
     resume_hint: str = "",
+    target: int | None = None,
+    bar: bool | None = None,
 ) -> RunResult:
     """Run ``exp`` until its ``n_trials`` slots are finished; resumes an existing study.
+
+    ``target``: a size asked for now (``--n-trials``), stored with the study; without one, the
+    study resumes to the size an earlier one stored (:func:`mlpsearch.study.size_target`).
+    ``bar``: the progress bar (None: where it can be seen; False: never).
 
     Bad input (data, storage URL, results folder, a different experiment under the same
     name) raises ConfigError or DataError before anything is written.
@@ -79,7 +92,7 @@ def run_study(
     folder = results / exp.study.name
     check_folder(folder)
     url = storage_url or exp.study.storage or default_url(results, exp.study.name)
-    return _run(exp, url, folder, echo, resume_hint)
+    return _run(exp, url, folder, echo, resume_hint, target=target, bar=bar)
 
 
 def join_study(
@@ -99,6 +112,7 @@ def join_study(
     exp = trials.stored_experiment(find_study(storage, study_name, storage_url))
     if n_jobs is not None:
         exp = exp.replace_study(n_jobs=n_jobs)
+    check_storage_room(storage, connections_needed(exp.study.n_jobs), storage_url)
     return _run(exp, storage_url, None, echo, resume_hint, storage)
 
 
@@ -109,6 +123,8 @@ def _run(
     echo: Callable[[str], None],
     hint: str,
     storage: optuna.storages.BaseStorage | None = None,
+    target: int | None = None,
+    bar: bool | None = None,
 ) -> RunResult:
     """The body of a run (``folder`` given: plan the study, write its results there) and of a
     join (``folder`` None: run what is planned)."""
@@ -119,26 +135,32 @@ def _run(
     study = pool = None
     try:
         data = load_data(exp)  # bad data stops us before any study exists
-        storage = storage or open_storage(url)
+        check_memory_for_data(exp, data.n_features, data.n_classes, len(data.y_train))
+        storage = storage or open_storage(
+            url, connections=connections_needed(exp.study.n_jobs)
+        )
         if folder is None:
             study = load_study(exp, storage)
+            check_same_data(study, data, "join")
             pool = WorkerPool(exp)
             n_trials = size(exp, study)
         else:
             with planning_lock(storage, exp.study.name):
                 study = open_study(exp, storage)
+                check_same_data(study, data)  # before anything is written to the study
+                exp = size_target(exp, study, target, echo)
                 pool = WorkerPool(exp)  # the input is good: they boot while we plan
                 _make_folder(folder)
                 stored = exp.replace_study(storage=mask(url))
                 write_atomic(folder / "experiment.toml", stored.to_toml())
                 n_trials = plan(exp, study, storage, echo)
-        waiting, running = queue(study)
+        waiting, running = queue(study, storage)
         workers = n_workers(exp.study.n_jobs, waiting, running)
         if folder is None:
+            finished = trials.count_finished(study)
             echo(
-                f"joined study {exp.study.name}: {trials.count_finished(study)} of {n_trials} trials "
-                f"finished, {waiting} waiting, {running} running; {workers} workers; "
-                f"storage {mask(url)}"
+                f"joined study {exp.study.name}: {finished} of {n_trials} trials finished, "
+                f"{waiting} waiting, {running} running; {workers} workers; storage {mask(url)}"
             )
         else:
             echo(
@@ -147,18 +169,53 @@ def _run(
                 f"{data.name} [{len(data.y_train)} train / {len(data.y_val)} val], "
                 f"{workers} workers; storage {mask(url)}"
             )
-        ran = _work(pool, url, study, storage, n_trials, echo, hint)
+        ran = _work(pool, url, study, storage, n_trials, echo, hint, bar)
+        summary = None
         if folder is not None:
             write_table(study, folder)
+            if exp.study.confirm.on:
+                ran += _confirm(exp, pool, url, study, storage, n_trials, echo, hint, bar)
+                write_table(study, folder)
+            summary = write_summary(study, folder)
     except Exception as err:
+        if isinstance(err, Interrupted) and folder is not None and study is not None:
+            _keep_table(study, folder)
         _raise_run_error(err, study, url, hint)
         raise
     finally:
         if pool is not None:
             pool.close()
-    result = RunResult(study, folder, n_trials, trials.count_finished(study), ran, trials.best(study))
-    _say_how_it_ended(result, echo)
+    result = RunResult(
+        study, folder, n_trials, trials.count_finished(study), ran, trials.best(study), summary
+    )
+    _say_how_it_ended(result, url, echo)
     return result
+
+
+def _confirm(
+    exp: Experiment,
+    pool: WorkerPool,
+    url: str,
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    n_trials: int,
+    echo: Callable[[str], None],
+    hint: str,
+    bar: bool | None = None,
+) -> int:
+    """Enqueue the confirmation trials of the best configurations (:mod:`mlpsearch.confirm`)
+    that are missing, and run them (with any left from an earlier run); how many ran here."""
+    top, seeds = exp.study.confirm.top, exp.study.confirm.seeds
+    with planning_lock(storage, exp.study.name):
+        confirm.enqueue(study, top, seeds)
+    waiting, running = queue(study, storage)
+    if not (waiting or running):
+        return 0
+    echo(
+        f"confirming the best {top} configurations on {seeds} fresh seeds each: "
+        f"{waiting} trials to run (not counted in n_trials, never pruned)"
+    )
+    return _work(pool, url, study, storage, n_trials + top * seeds, echo, hint, bar)
 
 
 def _work(
@@ -169,12 +226,14 @@ def _work(
     n_trials: int,
     echo: Callable[[str], None],
     hint: str,
+    bar: bool | None = None,
 ) -> int:
     """Run the workers until no trial waits or runs; restart them if one is killed."""
-    progress = Progress(n_trials, echo=echo)
+    progress = Progress(n_trials, echo=echo, bar=bar)
+    finished = FinishedTrials(study, storage)  # each finished trial read once
 
     def watch() -> None:
-        progress.update(study.get_trials(deepcopy=False))
+        progress.update(finished.new())
 
     watch()
     restarts = ran = 0
@@ -200,19 +259,23 @@ def _work(
         progress.close()
 
 
-def _say_how_it_ended(result: RunResult, echo: Callable[[str], None]) -> None:
-    if result.folder is None:
+def _say_how_it_ended(result: RunResult, url: str, echo: Callable[[str], None]) -> None:
+    """A join: how many trials ran here. A run: the counts by outcome, the confirmed best with
+    its spread, where the table and summary are, and the command to run next."""
+    if result.folder is None or result.summary is None:
         echo(
             f"study {result.study.study_name}: {result.finished} of {result.n_trials} trials "
             f"finished; {result.ran} ran here"
         )
-    elif result.best is not None:
-        best = result.best
-        echo(
-            f"best: trial {best.number}, validation error {best.value:.4f} "
-            f"(train {best.best_train_error:.4f}); "
-            f"table: {result.folder / 'trials.csv'}"
-        )
+        return
+    summary, folder = result.summary, result.folder
+    echo(f"trials: {counts_text(summary['counts'])}")
+    if summary["best"] is not None:
+        echo(f"best: {best_text(summary['best'])}")
+    default = url == default_url(folder.parent, summary["study"])
+    where = str(folder) if default else f"--storage {mask(url)} --study {summary['study']}"
+    echo(f"table: {folder / 'trials.csv'}; summary: {folder / SUMMARY_FILE}")
+    echo(f"next: mlpsearch report {where}")
 
 
 def write_table(study: optuna.Study, folder: Path) -> None:
@@ -220,6 +283,14 @@ def write_table(study: optuna.Study, folder: Path) -> None:
     from mlpsearch.tables import write_trials_csv  # pandas: only the parent needs it
 
     write_trials_csv(study, folder / "trials.csv")
+
+
+def _keep_table(study: optuna.Study, folder: Path) -> None:
+    """trials.csv of an interrupted run (Ctrl-C, SIGTERM, SIGHUP), if it can still be written."""
+    try:
+        write_table(study, folder)
+    except Exception:  # the storage or the disk that stopped us: the message says enough
+        pass
 
 
 # --- what stops a run ------------------------------------------------------------------------

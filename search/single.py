@@ -8,7 +8,7 @@ from typing import Any
 
 from mlpsearch.engine import MLP, EpochRecord, History, TrainConfig, train
 from mlpsearch.engine.data import Dataset
-from mlpsearch.config import Experiment
+from mlpsearch.config import Experiment, check_memory_for_data
 from mlpsearch.errors import ConfigError
 from mlpsearch.data import load_data
 from mlpsearch.space import suggest, trial_config
@@ -60,6 +60,7 @@ def train_experiment(
     """Train the single configuration of ``exp`` (every hyperparameter fixed) with
     :func:`training_seed`; ConfigError if a hyperparameter is searched."""
     data = load_data(exp)
+    check_memory_for_data(exp, data.n_features, data.n_classes, len(data.y_train))
     config = fixed_config(exp, data, training_seed(exp, seed))
     model = MLP(**config["model"])
 

@@ -10,7 +10,6 @@ elsewhere. RDB storages get Optuna's heartbeat and the retry of stale trials
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,11 +20,21 @@ from optuna.storages import RDBStorage
 
 from mlpsearch.engine.files import LockTimeout, file_lock
 from mlpsearch.errors import ConfigError
+from mlpsearch.masking import mask, register
+from mlpsearch.postgres import check_room, quiet_logs
 from mlpsearch.journal import open_journal
 from mlpsearch.liveness import GRACE_SECONDS, HEARTBEAT_SECONDS, MAX_RETRY, Retry
 
 #: Longest wait for a lock another process holds while it plans a study or creates tables.
 LOCK_SECONDS = 300.0
+
+#: The connection pool of each process on a database server. A process uses at most two
+#: connections at once (a worker's main thread and its heartbeat; a parent and its planning
+#: lock), so two stay open and two more may open for a moment: 32 workers hold about 70
+#: connections (PostgreSQL's default max_connections is 100). No ping before each use: that
+#: would double the round trips of a trial's many small writes, and a connection lost with
+#: the server stops the run anyway (exit 1, resumable).
+POOL = {"pool_size": 2, "max_overflow": 2}
 
 
 def default_url(results: Path, study: str) -> str:
@@ -33,45 +42,62 @@ def default_url(results: Path, study: str) -> str:
     return f"journal:{results / study / 'journal.log'}"
 
 
-# user:password@ of a URL: the password runs to the token's last "@" (unencoded "@" or "/" in a
-# password must not leak either); and password=... in a query string (psycopg2 accepts both)
-_USERINFO = re.compile(r"([A-Za-z][\w+.-]*://[^\s:/@]*:)\S*@")
-_QUERY_PASSWORD = re.compile(r"\b(password|passwd|pwd)=[^&\s'\"]*", re.IGNORECASE)
-
-
-def mask(text: str) -> str:
-    """``text`` with the password of every URL in it replaced by ``***``.
-
-    For anything printed or written: messages, experiment.toml, progress lines, resume hints.
-    """
-    return _QUERY_PASSWORD.sub(r"\1=***", _USERINFO.sub(r"\1***@", text))
-
-
-def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
+def open_storage(
+    url: str, create: bool = True, *, read_only: bool = False, connections: int = 0
+) -> optuna.storages.BaseStorage:
     """An Optuna storage for ``url``; a bad URL raises ConfigError with one line.
 
-    ``create=False``: a journal file must already exist (for joining a study).
+    Parameters
+    ----------
+    url : ``journal:PATH``, or an SQLAlchemy URL (``postgresql+psycopg2://...``,
+        ``sqlite:///file.db``).
+    create : False: the storage must already exist (joining a study).
+    read_only : for the commands that only read (report, compare, rerun): the storage must
+        exist and hold Optuna's tables; nothing is created, repaired, locked or written (a
+        journal is read without its lock, SQLite is opened with ``mode=ro``, PostgreSQL in a
+        read-only session).
+    connections : PostgreSQL connections the caller will open; a database without room for
+        them is refused before anything is created (:func:`mlpsearch.postgres.check_room`).
+
+    A file that is not ours is never written into: a journal path holding anything but a
+    journal, or an SQLite file holding other tables than Optuna's, is refused untouched.
     """
+    register(url)  # its password is hidden in everything shown from now on
     if url.startswith("journal:"):
         path = Path(url.removeprefix("journal:").removeprefix("//"))
-        if not create and not path.is_file():
+        if not create and not read_only and not path.is_file():
             raise ConfigError(f"--storage {url}: no journal file at {path}")
-        return open_journal(path)
+        return open_journal(path, read_only=read_only, create=create)
     if "://" not in url:
         raise ConfigError(
             f"--storage: {mask(url)!r} is not a storage URL; expected e.g. "
             "postgresql+psycopg2://user:password@host/db, sqlite:///file.db or journal:PATH"
         )
+    quiet_logs()
     try:
+        import sqlalchemy
+
+        probe = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+        try:
+            must_exist = read_only or not create
+            _check_database(probe, url, must_exist)
+            if connections:
+                check_room(probe, connections, url)
+        finally:
+            probe.dispose()
+        if read_only:
+            return RDBStorage(url, engine_kwargs=_read_only(url), skip_table_creation=True)
         # two processes creating the tables of a fresh database at once collide; take turns
         with _schema_lock(url):
             return RDBStorage(
                 url,
-                engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
+                engine_kwargs=None if url.startswith("sqlite") else POOL,
                 heartbeat_interval=HEARTBEAT_SECONDS,
                 grace_period=GRACE_SECONDS,
                 heartbeat_stale_trial_callback=Retry(max_retry=MAX_RETRY),
             )
+    except ConfigError:
+        raise
     except ModuleNotFoundError as err:
         raise ConfigError(
             f"--storage {mask(url)}: the database driver is not installed ({err.name}); "
@@ -82,6 +108,85 @@ def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
         raise ConfigError(
             f"--storage {mask(url)}: cannot open the storage: {mask(first)}"
         ) from None
+
+
+#: Tables every Optuna RDB storage has.
+OPTUNA_TABLES = frozenset({"studies", "trials", "version_info"})
+
+
+def _check_database(engine: Any, url: str, must_exist: bool) -> None:
+    """Refuse a database that is not Optuna's (or, ``must_exist``, holds no study tables)
+    before anything is created in it: SQLite files are looked at read-only first."""
+    import sqlalchemy
+
+    if engine.dialect.name == "sqlite":
+        database = engine.url.database
+        if not database or database == ":memory:":
+            return
+        path = Path(database)
+        if not path.exists():
+            if must_exist:
+                raise ConfigError(f"--storage {mask(url)}: no database file at {path}")
+            return
+        if not path.is_file():
+            raise ConfigError(f"--storage {mask(url)}: {path} is not a file")
+        if path.stat().st_size == 0:
+            tables: set[str] = set()
+        else:
+            tables = _sqlite_tables(path, url)
+    else:
+        tables = set(sqlalchemy.inspect(engine).get_table_names())
+    if OPTUNA_TABLES <= tables:
+        return
+    if must_exist:
+        raise ConfigError(
+            f"--storage {mask(url)}: holds no Optuna study tables"
+            + (f" (it holds {_names(tables)})" if tables else " (it is empty)")
+            + "; nothing to read, and nothing is created"
+        )
+    if tables and engine.dialect.name == "sqlite":
+        raise ConfigError(
+            f"--storage {mask(url)}: an SQLite database of another program (tables "
+            f"{_names(tables)}, none of Optuna's); not touched: give a new file"
+        )
+
+
+def _sqlite_tables(path: Path, url: str) -> set[str]:
+    import sqlite3
+    from urllib.parse import quote
+
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)
+        try:
+            rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as err:
+        raise ConfigError(
+            f"--storage {mask(url)}: {path} is not an SQLite database ({err}); not touched"
+        ) from None
+    return {name for (name,) in rows}
+
+
+def _names(tables: set[str]) -> str:
+    shown = sorted(tables)
+    return ", ".join(shown[:6]) + (f" and {len(shown) - 6} more" if len(shown) > 6 else "")
+
+
+def _read_only(url: str) -> dict[str, Any]:
+    """SQLAlchemy engine options that make every connection read-only."""
+    if url.startswith("sqlite"):
+        import sqlite3
+        from urllib.parse import quote
+
+        import sqlalchemy
+
+        path = Path(sqlalchemy.engine.make_url(url).database or "").resolve()
+        target = f"file:{quote(str(path))}?mode=ro"
+        return {"creator": lambda: sqlite3.connect(target, uri=True, check_same_thread=False)}
+    if url.startswith("postgresql"):
+        return {"connect_args": {"options": "-c default_transaction_read_only=on"}}
+    return {}
 
 
 @contextmanager

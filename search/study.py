@@ -17,7 +17,7 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
-from mlpsearch import space
+from mlpsearch import queries, space, trials
 from mlpsearch.config import Experiment
 from mlpsearch.engine.files import file_lock
 from mlpsearch.errors import ConfigError
@@ -49,7 +49,12 @@ def open_study(exp: Experiment, storage: optuna.storages.BaseStorage) -> optuna.
     mine = identity(exp)
     if stored is None:
         study.set_user_attr("experiment", mine)
-        study.set_user_attr("experiment_toml", exp.without_storage().to_toml())
+        study.set_user_attr(trials.EXPERIMENT_TOML, exp.without_storage().to_toml())
+    elif not isinstance(stored, dict):
+        raise ConfigError(
+            f"study {name!r}: its stored experiment identity is damaged ({str(stored)[:40]!r} "
+            "is not a table); not resumed"
+        )
     elif stored != mine:
         changed = sorted(k for k in {*stored, *mine} if stored.get(k) != mine.get(k))
         raise ConfigError(
@@ -156,33 +161,61 @@ def plan(
         else:
             params = {}  # TPE samples in the worker, knowing the trials before
         seed = space.slot_seed(exp.study.seed, slot)
-        study.enqueue_trial(params, user_attrs={"slot": slot, "seed": seed})
+        study.enqueue_trial(params, user_attrs={trials.SLOT: slot, trials.SEED: seed})
     return max(n_trials, max(taken, default=-1) + 1)
 
 
 def size(exp: Experiment, study: optuna.Study) -> int:
-    """How many trials the study has without planning: ``n_trials``, or more if extended."""
+    """How many trials the study has without planning: its target (``n_trials``, or what a
+    ``--n-trials`` stored), or more if extended."""
     slots = {
-        t.user_attrs["slot"] for t in study.get_trials(deepcopy=False) if "slot" in t.user_attrs
+        t.user_attrs[trials.SLOT]
+        for t in study.get_trials(deepcopy=False)
+        if trials.SLOT in t.user_attrs
     }
-    return max(exp.study.n_trials, max(slots, default=-1) + 1)
+    target = study.user_attrs.get(TARGET_KEY)
+    return max(
+        target if isinstance(target, int) else exp.study.n_trials, max(slots, default=-1) + 1
+    )
+
+
+TARGET_KEY = "n_trials_target"  # study user attribute: the size last asked for with --n-trials
+
+
+def size_target(
+    exp: Experiment, study: optuna.Study, given: int | None, echo: Callable[[str], None]
+) -> Experiment:
+    """``exp`` with the study's size: ``given`` (``--n-trials`` now, stored with the study for
+    later runs), else the size an earlier ``--n-trials`` stored (said in one line), else the
+    experiment's own ``n_trials``."""
+    if given is not None:
+        if study.user_attrs.get(TARGET_KEY) != given:
+            study.set_user_attr(TARGET_KEY, given)
+        return exp
+    stored = study.user_attrs.get(TARGET_KEY)
+    if not isinstance(stored, int) or stored == exp.study.n_trials:
+        return exp
+    echo(
+        f"study {exp.study.name}: resuming to its target of {stored} trials, set by an earlier "
+        f"--n-trials (the experiment says {exp.study.n_trials}; --n-trials N changes it)"
+    )
+    return exp.replace_study(n_trials=stored)
 
 
 def _taken_slots(study: optuna.Study) -> set[int]:
     """Slots with a trial that is waiting, running or finished and not superseded by a retry."""
-    trials = study.get_trials(deepcopy=False)
+    every = study.get_trials(deepcopy=False)
     superseded = {
-        t.system_attrs["failed_trial"] for t in trials if "failed_trial" in t.system_attrs
+        t.system_attrs[trials.RETRY_OF] for t in every if trials.RETRY_OF in t.system_attrs
     }
     return {
-        t.user_attrs["slot"]
-        for t in trials
-        if "slot" in t.user_attrs and t.number not in superseded
+        t.user_attrs[trials.SLOT]
+        for t in every
+        if trials.SLOT in t.user_attrs and t.number not in superseded
     }
 
 
-def queue(study: optuna.Study) -> tuple[int, int]:
+def queue(study: optuna.Study, storage: optuna.storages.BaseStorage) -> tuple[int, int]:
     """How many trials are waiting and how many are running."""
-    trials = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
-    waiting = sum(1 for t in trials if t.state == TrialState.WAITING)
-    return waiting, len(trials) - waiting
+    counts = queries.count_states(study, storage)
+    return counts[TrialState.WAITING], counts[TrialState.RUNNING]

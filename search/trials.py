@@ -44,9 +44,9 @@ CONFIG = "config"  # {"model": MLP keyword arguments, "train": TrainConfig keywo
 HOST = "host"  # str: the machine that trained it
 PID = "pid"  # int: the worker process
 BLAS_THREADS = "blas_threads"  # int: BLAS threads in force (bitwise reproduction needs them)
-BLAS_KERNEL = "blas_kernel"  # str: BLAS library, version and kernel (e.g. "openblas 0.3.30 Haswell")
+BLAS_KERNEL = "blas_kernel"  # str: BLAS library, version, kernel ("openblas 0.3.30 Haswell")
 ENGINE = "engine"  # str: fingerprint of the engine's computing modules
-NUMPY = "numpy"  # str: numpy version
+NUMPY = "numpy_version"  # str: numpy.__version__
 EPOCHS = "epochs"  # int: epochs run
 SECONDS = "seconds"  # float: training time
 TRAIN_ERROR, VAL_ERROR = "train_error", "val_error"  # float: at the last epoch run
@@ -56,11 +56,18 @@ CURVES = {  # lists, one value per epoch (None where a loss was not finite)
     name: f"curve_{name}"
     for name in ("train_error", "val_error", "train_loss", "val_loss", "batch_loss", "seconds")
 }
+VAL_ROWS = "val_rows"  # int: validation examples (for the binomial standard error)
+# A confirmation trial (mlpsearch.confirm) re-trains a search trial's configuration on a fresh
+# seed: the search trial's number and which fresh seed (1 .. seeds). Kept on a retry.
+CONFIRM_OF, CONFIRM_SEED = "confirm_of", "confirm_seed"
+# storage.fail_stale: why a trial was stopped from outside (Ctrl-C, a signal, a dead worker)
+# and re-queued; such a trial is interrupted, not failed.
+INTERRUPTED = "interrupted"
 DEAD_FRACTION = "dead_fraction"  # list of float: dead units per hidden layer, last epoch
 PRUNE_REASON = "prune_reason"  # str
 FAIL_REASON = "fail_reason"  # str
 TRACEBACK = "traceback"  # str: of a failure that is a bug
-# storage.fail_stale ends the fail reason of a trial it re-queued with this; its retry counts.
+# liveness.fail_stale ends the fail reason of a trial it re-queued with this; its retry counts.
 REQUEUED = "re-queued"
 # Trial system attribute that Optuna's retry callback sets on a re-queued copy.
 RETRY_OF = "failed_trial"  # int: the number of the failed trial it re-runs
@@ -91,10 +98,18 @@ def training_seed(trial: optuna.Trial, study_seed: int) -> int:
 
 
 def store_start(
-    trial: optuna.Trial, config: dict[str, Any], blas_threads: int, blas_kernel: str, engine: str
+    trial: optuna.Trial,
+    config: dict[str, Any],
+    blas_threads: int,
+    blas_kernel: str,
+    engine: str,
+    val_rows: int | None = None,
 ) -> None:
     """What the trial trains and where, before its first epoch: the engine config, the host,
-    the process, the BLAS threads and kernel, the engine's fingerprint and the numpy version."""
+    the process, the BLAS threads and kernel, the engine's fingerprint, the numpy version, and
+    how many validation examples measure it."""
+    if val_rows is not None:
+        trial.set_user_attr(VAL_ROWS, val_rows)
     trial.set_user_attr(CONFIG, config)
     trial.set_user_attr(HOST, socket.gethostname())
     trial.set_user_attr(PID, os.getpid())
@@ -195,6 +210,10 @@ class TrialRecord:
     reason: str = ""  # why it failed or was pruned
     traceback: str | None = None
     retry_of: int | None = None  # the failed trial this one re-runs
+    val_rows: int | None = None  # validation examples behind its errors
+    confirms: int | None = None  # a confirmation trial: the search trial it re-trains
+    confirm_seed: int | None = None  # ... on its fresh seed number (1-based)
+    interrupted: str | None = None  # why it was stopped from outside and re-queued
 
     @classmethod
     def from_frozen(cls, t: FrozenTrial, study: str | None = None) -> TrialRecord:
@@ -237,6 +256,10 @@ class TrialRecord:
             reason=read.text(FAIL_REASON) or read.text(PRUNE_REASON) or "",
             traceback=read.text(TRACEBACK),
             retry_of=_Reader(t.system_attrs, where).integer(RETRY_OF, low=0),
+            val_rows=read.integer(VAL_ROWS, low=1),
+            confirms=read.integer(CONFIRM_OF, low=0),
+            confirm_seed=read.integer(CONFIRM_SEED, low=1),
+            interrupted=read.text(INTERRUPTED),
         )
 
     # --- what the readers ask ----------------------------------------------------------
@@ -250,6 +273,11 @@ class TrialRecord:
     def requeued(self) -> bool:
         """Failed because its worker died, and re-run by a retry."""
         return _requeued(self.state, self.reason)
+
+    @property
+    def is_confirmation(self) -> bool:
+        """A confirmation trial (:mod:`mlpsearch.confirm`), not a trial of the search."""
+        return self.confirms is not None
 
     @property
     def units(self) -> tuple[int, ...]:
@@ -382,17 +410,29 @@ def records(study: optuna.Study, states: Iterable[TrialState] | None = None) -> 
 
 
 def best_first(trials: Iterable[TrialRecord]) -> list[TrialRecord]:
-    """The complete trials of ``trials``, lowest validation error first (ties: lower number)."""
-    done = [r for r in trials if r.state == TrialState.COMPLETE and r.value is not None]
+    """The complete trials of the search (confirmations left out), lowest validation error
+    first (ties: lower number)."""
+    done = [
+        r
+        for r in trials
+        if r.state == TrialState.COMPLETE and r.value is not None and not r.is_confirmation
+    ]
     return sorted(done, key=lambda r: (r.value, r.number))
 
 
 def best(source: optuna.Study | Iterable[TrialRecord]) -> TrialRecord | None:
-    """The complete trial with the lowest validation error (the lower number on a tie)."""
+    """The study's best search trial: the confirmed configuration with the lowest mean over its
+    seeds (:func:`mlpsearch.confirm.best`), else the complete trial with the lowest validation
+    error (the lower number on a tie)."""
+    from mlpsearch import confirm  # it reads records: imported here, not at the top
+
     if isinstance(source, optuna.Study):
         source = records(source, (TrialState.COMPLETE,))
-    ranked = best_first(source)
-    return ranked[0] if ranked else None
+    source = list(source)
+    found = confirm.best(source)
+    if found is None:
+        return None
+    return next(r for r in source if r.number == found.trial)
 
 
 def pick(study: optuna.Study, number: int | None = None, *, complete: bool = True) -> TrialRecord:
@@ -422,12 +462,16 @@ def pick(study: optuna.Study, number: int | None = None, *, complete: bool = Tru
 
 
 def count_finished(study: optuna.Study) -> int:
-    """Trials that are complete, pruned, or failed for good (not re-queued).
+    """Search trials that are complete, pruned, or failed for good (not re-queued).
 
     Reads only the state and the fail reason, so that a run can always say how far it got.
     """
     trials = study.get_trials(deepcopy=False, states=FINISHED)
-    return sum(not _requeued(t.state, str(t.user_attrs.get(FAIL_REASON, ""))) for t in trials)
+    return sum(
+        not _requeued(t.state, str(t.user_attrs.get(FAIL_REASON, "")))
+        and CONFIRM_OF not in t.user_attrs  # confirmations are not trials of the search
+        for t in trials
+    )
 
 
 def _requeued(state: TrialState, reason: str) -> bool:

@@ -9,7 +9,9 @@ on another machine) that died. Each worker's BLAS is held to its share of the co
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -21,19 +23,23 @@ from joblib.externals.loky import get_reusable_executor
 from joblib.externals.loky.process_executor import BrokenProcessPool
 from optuna.trial import TrialState
 
+from mlpsearch import queries, trials
 from mlpsearch.config import Experiment
-from mlpsearch.data import load_data
+from mlpsearch.data import check_same_data, load_data
 from mlpsearch.engine import Diverged
 from mlpsearch.engine.data import Dataset
 from mlpsearch.engine.files import LockTimeout
 from mlpsearch.liveness import Heartbeat, fail_stale
 from mlpsearch.objective import Objective
+from mlpsearch.queries import claim_waiting
 from mlpsearch.storage import open_storage
 from mlpsearch.study import load_study, queue
 from mlpsearch.threads import thread_env, worker_threads
 
 IDLE_POLL_SECONDS = 0.2  # how often an idle worker looks for re-queued trials
+PARENT_POLL_SECONDS = 0.5  # how often a worker looks whether its parent is still there
 WATCH_SECONDS = 0.25  # how often the parent looks at the storage while workers run
+LIVENESS_SECONDS = 1.0  # how often a worker looks for trials of dead workers (grace: 60 s)
 
 # Killed workers leave semaphores that loky's resource tracker removes, with a warning on
 # stderr at exit that only says so; the tracker takes its warning filters from ours.
@@ -80,7 +86,7 @@ class WorkerPool:
         worker's own error) stops them and is raised. Either way the trials they were running
         are failed and re-queued.
         """
-        count = n_workers(self.exp.study.n_jobs, *queue(study))
+        count = n_workers(self.exp.study.n_jobs, *queue(study, storage))
         if count == 0:
             return False, 0
         pending = {
@@ -142,46 +148,88 @@ def _boot_quietly(exp: Experiment) -> None:
         pass
 
 
+class Orphaned(BaseException):
+    """The worker's parent is gone (killed, even by SIGKILL): stop at once, claim nothing.
+
+    A BaseException, like KeyboardInterrupt, so that no trial records it as its own failure:
+    the running trial is left to the next run, which sees its worker dead and re-queues it.
+    """
+
+
+_orphaned = threading.Event()
+
+
+def _watch_parent() -> None:
+    """Once per worker process: a thread that notices when the parent is gone."""
+    if getattr(_watch_parent, "started", False):
+        return
+    _watch_parent.started = True  # type: ignore[attr-defined]
+    parent = os.getppid()
+
+    def watch() -> None:
+        while not _orphaned.wait(PARENT_POLL_SECONDS):
+            if os.getppid() != parent:  # re-parented: the parent died
+                _orphaned.set()
+
+    threading.Thread(target=watch, daemon=True, name="mlpsearch-parent-watch").start()
+
+
+def _check_parent() -> None:
+    if _orphaned.is_set():
+        raise Orphaned
+
+
+class _OrphanAwareHeartbeat:
+    """The trial's heartbeat, stopping the trial at its next epoch once the parent is gone."""
+
+    def __init__(self, heartbeat: Heartbeat) -> None:
+        self.heartbeat = heartbeat
+
+    def beat(self) -> None:
+        _check_parent()
+        self.heartbeat.beat()
+
+
 def worker(exp: Experiment, url: str, threads: int) -> int:
     """Claim and run WAITING trials until none waits or runs anywhere; how many it ran.
 
     Runs in a worker process; BLAS is held to ``threads`` threads so that the workers share
     the cores instead of oversubscribing them. While other processes (here or on other
     machines) still run trials, it waits, so that it can take over those of a worker that dies.
+    When its parent is gone it stops within a second or an epoch and the process exits,
+    claiming nothing more.
     """
+    _watch_parent()
+    try:
+        return _work(exp, url, threads)
+    except Orphaned:
+        os._exit(0)  # nobody to report to; loky would wait for the pipe of a dead parent
+
+
+def _work(exp: Experiment, url: str, threads: int) -> int:
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=threads):
         data = _boot(exp)
-        storage = open_storage(url)
-        study = load_study(exp, storage)
+        storage = open_storage(url, create=False)
+        study = queries.direct(load_study(exp, storage), storage)
+        check_same_data(study, data, "run trials of", record=False)
         objective = Objective(exp, data)
         ran = 0
+        checked = -LIVENESS_SECONDS
         while True:
-            fail_stale(study, storage)
+            _check_parent()
+            if time.monotonic() - checked >= LIVENESS_SECONDS:  # not before every short trial
+                fail_stale(study, storage)
+                checked = time.monotonic()
             trial_id = claim_waiting(study, storage)
             if trial_id is not None:
                 run_trial(study, storage, objective, trial_id)
                 ran += 1
-            elif study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            elif queries.running(study, storage):
                 time.sleep(IDLE_POLL_SECONDS)
             else:
                 return ran
-
-
-def claim_waiting(study: optuna.Study, storage: optuna.storages.BaseStorage) -> int | None:
-    """Atomically take a WAITING trial (WAITING -> RUNNING); its id, or None if none is left.
-
-    Like ``Study.ask`` without its fallback of creating a fresh trial, so that a study never
-    runs more trials than it enqueued, however many workers race for the last one.
-    """
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        try:
-            if storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
-                return trial._trial_id
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
-    return None
 
 
 def run_trial(
@@ -210,7 +258,10 @@ def _run_claimed(
     heartbeat = Heartbeat(storage, trial_id)
     trial = optuna.Trial(study, trial_id)
     try:
-        value = objective(trial, heartbeat)
+        value = objective(trial, _OrphanAwareHeartbeat(heartbeat))
+    except Orphaned:
+        heartbeat.stop()  # no write of ours is under way when it is raised
+        raise
     except optuna.TrialPruned:
         heartbeat.stop()
         study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
@@ -219,9 +270,8 @@ def _run_claimed(
         raise
     except (Diverged, Exception) as err:  # the trial's own failure; the study goes on
         heartbeat.stop()
-        if "fail_reason" not in trial.user_attrs:  # raised before the objective could say
-            trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}")
-            trial.set_user_attr("traceback", traceback.format_exc())
+        if trials.FAIL_REASON not in trial.user_attrs:  # raised before the objective could say
+            trials.store_failure(trial, f"{type(err).__name__}: {err}", traceback.format_exc())
         study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
     else:
         heartbeat.stop()

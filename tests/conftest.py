@@ -18,9 +18,10 @@ fixture                what it gives
                        ``slow_experiment``: one whose trials are slow)
 ``running_worker``     a RUNNING trial of a study and the pid of the worker running it
 ``process_tree``       which processes given parents start, while it is open
+``children_of``        the child processes of a process, now
 ``idx_bytes``          the IDX encoding of an array (``write_mnist_like``: the four IDX files)
 ``isolated_data``      a private data cache, offline, no ``$MLPSEARCH_DATA``, no system folders
-``mount_point``        a folder to mount file systems on (``tiny_disk``: a 64 KiB tmpfs)
+``mount_point``        a folder to mount file systems on (``small_disk``: a small tmpfs)
 ``tiny_study``         a private copy of a small finished study (run once per session from
                        ``tiny_experiment``)
 ``lock_holder``        a process holding the lock on a file until the test ends
@@ -188,10 +189,13 @@ def _experiment_doc(
     seed: int = 7,
     sampler: str | None = None,
     pruner: str | None = None,
+    confirm: dict[str, int] | None = None,
     **space: Any,
 ) -> dict[str, Any]:
     study = {"name": name, "n_trials": n_trials, "n_jobs": n_jobs, "seed": seed}
     study |= {k: v for k, v in (("sampler", sampler), ("pruner", pruner)) if v is not None}
+    # by default the search machinery alone: confirmation (tests/test_confirm.py) off
+    study["confirm"] = {"top": 0} if confirm is None else confirm
     return {
         "study": study,
         "data": {"dataset": "digits"},
@@ -214,8 +218,9 @@ def _write_experiment(path: Path, name: str, **options: Any) -> Path:
 @pytest.fixture(scope="session")
 def make_experiment() -> Callable[..., Experiment]:
     """``make_experiment(name, *, n_trials=6, n_jobs=2, epochs=8, seed=7, sampler=None,
-    pruner=None, **space)``: a small search on digits (1 or 2 hidden layers of 8 to 32 relu or
-    tanh units, learning rate 0.01 to 0.2), ``space`` entries added or replaced."""
+    pruner=None, confirm=None, **space)``: a small search on digits (1 or 2 hidden layers of 8
+    to 32 relu or tanh units, learning rate 0.01 to 0.2), ``space`` entries added or replaced;
+    no confirmation runs unless ``confirm`` (``{"top": 2, "seeds": 2}``) asks for them."""
     return lambda name, **options: parse_experiment(_experiment_doc(name, **options))
 
 
@@ -265,6 +270,23 @@ def _parent_pid(pid: int | str) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if _parent_pid(stat.parent.name) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+@pytest.fixture(scope="session")
+def children_of() -> Callable[[int], list[int]]:
+    """``children_of(pid)``: the pids of the processes whose parent is ``pid``, now."""
+    return _children_of
+
+
 @pytest.fixture(scope="session")
 def process_tree():
     """``with process_tree(parents) as seen:`` collects ``{child pid: parent pid}`` of the given
@@ -298,7 +320,7 @@ def process_tree():
 
 
 TINY_STUDY = {
-    "study": {"name": "tiny", "n_trials": 6, "n_jobs": 1, "seed": 11},
+    "study": {"name": "tiny", "n_trials": 6, "n_jobs": 1, "seed": 11, "confirm": {"top": 0}},
     "data": {"dataset": "digits"},
     "train": {"epochs": 10, "patience": 4, "batch_size": 32, "schedule": "cosine"},
     "space": {
@@ -324,13 +346,23 @@ def _tiny_study_made(tmp_path_factory, tiny_experiment) -> Path:
     return results / tiny_experiment.study.name
 
 
+@pytest.fixture(scope="session")
+def copy_tiny_study(_tiny_study_made) -> Callable[[Path], Path]:
+    """``copy_tiny_study(dest)``: a private copy, ``dest/results/tiny``, of a finished 6-trial
+    study on digits (made once per session from :func:`tiny_experiment`)."""
+
+    def copy(dest: Path) -> Path:
+        folder = dest / "results" / _tiny_study_made.name
+        shutil.copytree(_tiny_study_made, folder, ignore=shutil.ignore_patterns("*.flock"))
+        return folder
+
+    return copy
+
+
 @pytest.fixture
-def tiny_study(_tiny_study_made, tmp_path) -> Path:
-    """A private copy, ``tmp_path/results/tiny``, of a finished 6-trial study on digits (made
-    once per session from :func:`tiny_experiment`)."""
-    folder = tmp_path / "results" / _tiny_study_made.name
-    shutil.copytree(_tiny_study_made, folder, ignore=shutil.ignore_patterns("*.flock"))
-    return folder
+def tiny_study(copy_tiny_study, tmp_path) -> Path:
+    """``tmp_path/results/tiny``: a private copy of the finished 6-trial study on digits."""
+    return copy_tiny_study(tmp_path)
 
 
 # --- data files --------------------------------------------------------------------------------
@@ -414,12 +446,19 @@ def mount_point(tmp_path) -> Iterator[tuple[Path, list[Path]]]:
 
 
 @pytest.fixture
-def tiny_disk(mount_point) -> Path:
-    """A folder on a 64 KiB tmpfs of its own (a disk that fills at once), unmounted after."""
+def small_disk(mount_point) -> Callable[[str], Path]:
+    """``small_disk(size)``: the mount point with a tmpfs of ``size`` (``"64k"``, ``"4m"``) on
+    it, a disk that fills soon, unmounted after the test; skips where mounting is not allowed."""
     point, mounted = mount_point
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(point)], check=True)
-    mounted.append(point)
-    return point
+
+    def mount(size: str) -> Path:
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], check=True
+        )
+        mounted.append(point)
+        return point
+
+    return mount
 
 
 def _started_server() -> pg.Server:

@@ -98,12 +98,12 @@ class Server:
         self.query(f"CREATE DATABASE {name}")
         return name
 
-    def query(self, sql: str) -> list[tuple]:
-        """Run ``sql`` on the server (database ``postgres``, autocommit); the rows it returns."""
+    def query(self, sql: str, database: str = "postgres") -> list[tuple]:
+        """Run ``sql`` in ``database`` as ``USER`` (autocommit); the rows it returns."""
         import psycopg2
 
         conn = psycopg2.connect(
-            host="127.0.0.1", port=self.port, user=USER, password=self.password, dbname="postgres"
+            host="127.0.0.1", port=self.port, user=USER, password=self.password, dbname=database
         )
         try:
             conn.autocommit = True

@@ -37,6 +37,16 @@ def experiment(**changes) -> str:
     return dumps_toml(doc)
 
 
+FIXED = dumps_toml(
+    {
+        "study": {"name": "fixed", "seed": 1},
+        "data": {"dataset": "digits"},
+        "train": {"epochs": 2, "batch_size": 64},
+        "space": {"units": 8},
+    }
+)
+
+
 def new(**changes) -> str:
     """Like :func:`experiment`, for a study that does not exist yet."""
     study = {"name": "fresh", **changes.pop("study", {})}
@@ -49,6 +59,71 @@ def npz(**arrays) -> bytes:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     return buf.getvalue()
+
+
+def npz_declaring(shape: tuple, dtype: str = "<f8") -> bytes:
+    """An .npz whose X header declares ``shape`` while it stores 64 bytes."""
+    import io
+    import struct
+    import zipfile
+
+    header = f"{{'descr': '{dtype}', 'fortran_order': False, 'shape': {tuple(shape)!r}, }}"
+    header += " " * (63 - (len(header) + 10) % 64) + "\n"
+    array = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + bytes(64)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("X.npy", array)
+        z.writestr("y.npy", npz_member(np.arange(10) % 2))
+    return buf.getvalue()
+
+
+def npz_member(array: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def idx_header(type_dims: bytes, *dims: int) -> bytes:
+    import struct
+
+    return b"\0\0" + type_dims + struct.pack(f">{len(dims)}I", *dims)
+
+
+IDX_HUGE = {  # training images declaring 1e9 images of 4000x4000 pixels (16 PB), in 16 bytes
+    "idx/train-images-idx3-ubyte": idx_header(b"\x08\x03", 10**9, 4000, 4000),
+    "idx/train-labels-idx1-ubyte": idx_header(b"\x08\x01", 10**9),
+    "idx/t10k-images-idx3-ubyte": idx_header(b"\x08\x03", 10, 28, 28) + bytes(7840),
+    "idx/t10k-labels-idx1-ubyte": idx_header(b"\x08\x01", 10) + bytes(range(10)),
+}
+
+
+def sqlite_app() -> bytes:
+    """An SQLite database of another program: one table of notes."""
+    import sqlite3
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        conn = sqlite3.connect(f"{folder}/app.db")
+        conn.execute("CREATE TABLE notes (text TEXT)")
+        conn.execute("INSERT INTO notes VALUES ('mine')")
+        conn.commit()
+        conn.close()
+        return Path(f"{folder}/app.db").read_bytes()
+
+
+SQLITE_APP = sqlite_app()
+
+
+def append_line(line: str):
+    """Appends ``line`` to the file it is given (a tampered journal)."""
+
+    def append(path: Path) -> None:
+        with open(path, "a") as f:
+            f.write(line + "\n")
+
+    return append
 
 
 rng = np.random.default_rng(0)
@@ -157,6 +232,104 @@ CASES = [
                               "--study", "nope"], {}, ["no study 'nope'", "base"]),
     ("worker-journal-missing", ["worker", "--storage", "journal:results/x/journal.log",
                                 "--study", "base"], {}, ["no journal file at results/x"]),
+    ("networks-of-all-workers-too-big", ["run", "e.toml"],
+     {"e.toml": new(study={"n_jobs": 64}, space={"hidden_layers": 2, "units": 20000})},
+     ["64 worker(s)", "largest network", "GiB", "fewer jobs"]),
+    ("toml-nested-too-deeply", ["run", "e.toml"],
+     {"e.toml": "a = " + "[" * 5000 + "]" * 5000 + "\n"}, ["e.toml", "nested too deeply"]),
+    # --- sizes declared in data files, checked before anything is read or allocated
+    ("npz-declares-terabytes", ["run", "e.toml"],
+     {"e.toml": new(data={"dataset": "d.npz"}), "d.npz": npz_declaring((10**7, 10**6))},
+     ["d.npz", "(10000000, 1000000)", "72.8 TiB", "stores 64 bytes"]),
+    ("npz-declares-negative", ["run", "e.toml"],
+     {"e.toml": new(data={"dataset": "d.npz"}), "d.npz": npz_declaring((-5, 4))},
+     ["d.npz", "negative shape"]),
+    ("npz-declares-huge-strings", ["run", "e.toml"],
+     {"e.toml": new(data={"dataset": "d.npz"}), "d.npz": npz_declaring((10, 4), "<U99999999")},
+     ["d.npz", "14.9 GiB"]),
+    ("idx-declares-terabytes", ["run", "e.toml"],
+     {"e.toml": new(data={"dataset": "mnist", "data_dir": "idx"}), **IDX_HUGE},
+     ["train-images-idx3-ubyte", "1000000000x4000x4000", "available"]),
+    ("csv-latin1", ["run", "e.toml"],
+     {"e.toml": new(data={"dataset": "d.csv"}),
+      "d.csv": "caf\xe9,label\n".encode("latin-1") + b"1,0\n2,1\n" * 20},
+     ["d.csv", "not UTF-8", "0xe9"]),
+    ("csv-latin1-in-rows", ["run", "e.toml"],
+     {"e.toml": new(data={"dataset": "d.csv"}), "d.csv": b"a,label\n" + b"1,0\n2,1\n" * 20
+      + b"\xe9,1\n"}, ["d.csv", "not UTF-8"]),
+    ("csv-utf16", ["run", "e.toml"],
+     {"e.toml": new(data={"dataset": "d.csv"}), "d.csv": "a,label\n1,0\n2,1\n".encode("utf-16")},
+     ["d.csv", "not UTF-8"]),
+    ("csv-1e309", ["run", "e.toml"],
+     {"e.toml": new(data={"dataset": "d.csv"}), "d.csv": "a,label\n" + "1e309,0\n1,1\n" * 20},
+     ["d.csv", "infinite"]),
+    # --- train, compare, rerun, gradcheck flags
+    ("train-seed-negative", ["train", "fixed.toml", "--seed", "-1"], {"fixed.toml": FIXED},
+     ["--seed", "-1", "out of range"]),
+    ("train-seed-huge", ["train", "fixed.toml", "--seed", str(2**40)], {"fixed.toml": FIXED},
+     ["--seed", "out of range"]),
+    ("train-save-missing-folder", ["train", "fixed.toml", "--save", "nope/m.npz"],
+     {"fixed.toml": FIXED}, ["--save nope/m.npz", "nope does not exist"]),
+    ("train-save-onto-folder", ["train", "fixed.toml", "--save", "results"],
+     {"fixed.toml": FIXED}, ["--save results", "is a folder"]),
+    ("train-save-under-a-file", ["train", "fixed.toml", "--save", "base.toml/m.npz"],
+     {"fixed.toml": FIXED}, ["base.toml is not a folder"]),
+    ("train-save-onto-a-user-file", ["train", "fixed.toml", "--save", "base.toml"],
+     {"fixed.toml": FIXED}, ["base.toml", "not an mlpsearch model file; not overwritten"]),
+    ("gradcheck-tol-nan", ["gradcheck", "--tol", "nan"], {}, ["--tol", "nan"]),
+    ("rerun-seeds-huge", ["rerun", "results/base", "--seeds", str(10**12)], {},
+     ["--seeds", "out of range"]),
+    ("rerun-threads-huge", ["rerun", "results/base", "--threads", str(10**9)], {},
+     ["--threads", "out of range"]),
+    ("rerun-folder-is-a-file", ["rerun", "base.toml", "--storage",
+                                "journal:results/base/journal.log", "--study", "base"], {},
+     ["base.toml", "not a folder"]),
+    ("report-top-huge", ["report", "results/base", "--top", str(10**20)], {}, ["--top"]),
+    # --- files that are not ours: refused, never written into (the snapshot checks)
+    ("journal-on-notes", ["run", "e.toml", "--storage", "journal:notes.txt"],
+     {"e.toml": new(), "notes.txt": "my notes\nlast line without newline"},
+     ["journal notes.txt", "not an Optuna journal", "not touched"]),
+    ("journal-on-json", ["run", "e.toml", "--storage", "journal:c.json"],
+     {"e.toml": new(), "c.json": '{"a": 1}\n{"b": 2}\n'}, ["c.json", "not an Optuna journal"]),
+    ("journal-on-binary", ["run", "e.toml", "--storage", "journal:b.bin"],
+     {"e.toml": new(), "b.bin": bytes(range(256)) * 4}, ["b.bin", "not an Optuna journal"]),
+    ("report-journal-on-notes", ["report", "--storage", "journal:notes.txt", "--study", "base"],
+     {"notes.txt": "hello\nworld"}, ["notes.txt", "not an Optuna journal"]),
+    ("report-journal-missing", ["report", "--storage", "journal:nope.log", "--study", "base"],
+     {}, ["no study journal at nope.log"]),
+    ("run-sqlite-of-another-program", ["run", "e.toml", "--storage", "sqlite:///app.db"],
+     {"e.toml": new(), "app.db": SQLITE_APP}, ["app.db", "another program", "notes"]),
+    ("report-sqlite-of-another-program", ["report", "--storage", "sqlite:///app.db",
+                                          "--study", "base"], {"app.db": SQLITE_APP},
+     ["app.db", "no Optuna study tables", "notes"]),
+    ("rerun-sqlite-of-another-program", ["rerun", "--storage", "sqlite:///app.db", "--study",
+                                         "base"], {"app.db": SQLITE_APP}, ["no Optuna study"]),
+    ("worker-sqlite-of-another-program", ["worker", "--storage", "sqlite:///app.db",
+                                          "--study", "base"], {"app.db": SQLITE_APP},
+     ["no Optuna study tables"]),
+    ("report-sqlite-typo", ["report", "--storage", "sqlite:///typo.db", "--study", "base"], {},
+     ["no database file at typo.db"]),
+    ("compare-sqlite-typo", ["compare", "--storage", "sqlite:///typo.db", "--study", "base",
+                             "0"], {}, ["no database file at typo.db"]),
+    ("report-sqlite-text-file", ["report", "--storage", "sqlite:///notes.txt", "--study", "x"],
+     {"notes.txt": "hello\n" * 200}, ["notes.txt", "not an SQLite database"]),
+    # --- tampered journals: one line in every command
+    *[(f"unknown-op-{cmd[0]}", cmd, {"results/base/journal.log": append_line('{"op_code": 99}')},
+       ["journal results/base/journal.log", "unknown operation (op_code 99)"])
+      for cmd in (["report", "results/base"], ["compare", "results/base", "0"],
+                  ["rerun", "results/base"], ["run", "base.toml"],
+                  ["worker", "--storage", "journal:results/base/journal.log", "--study", "base"])],
+    ("stored-identity-a-string", ["run", "base.toml"],
+     {"results/base/journal.log": append_line(
+         '{"op_code": 2, "worker_id": "x", "study_id": 0, "user_attr": {"experiment": "s"}}')},
+     ["study 'base'", "identity is damaged"]),
+    ("journal-line-not-json", ["report", "results/base"],
+     {"results/base/journal.log": append_line("hello world")}, ["record", "not JSON"]),
+    ("journal-line-a-list", ["report", "results/base"],
+     {"results/base/journal.log": append_line("[1, 2, 3]")}, ["not an Optuna journal record"]),
+    ("journal-line-missing-fields", ["compare", "results/base", "0"],
+     {"results/base/journal.log": append_line('{"op_code": 8, "worker_id": "x"}')},
+     ["damaged or not Optuna's", "KeyError"]),
     # --- trial numbers
     ("rerun-no-trial", ["rerun", "results/base", "--trial", "99"], {}, ["trial 99"]),
     ("rerun-negative", ["rerun", "results/base", "--trial", "-1"], {}, ["trial -1"]),
@@ -205,7 +378,11 @@ def outcomes(request, base_study, tmp_path_factory, cli) -> dict[str, tuple]:
         work = tmp_path_factory.mktemp(case_id) / "w"
         shutil.copytree(base_study, work)
         for name, content in files.items():
+            if callable(content):  # changes an existing file: content(path)
+                content(work / name)
+                continue
             mode = "wb" if isinstance(content, bytes) else "w"
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
             with open(work / name, mode) as f:
                 f.write(content)
         folders[case_id] = work

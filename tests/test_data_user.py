@@ -116,7 +116,7 @@ def npz_cases():
         "nan": ({"X": Xnan, "y": y}, "NaN or infinite values in 1 rows (first: row 5, feature 2"),
         "inf": ({"X": Xinf, "y": y}, "NaN or infinite"),
         "fractional labels": ({"X": X, "y": y + 0.5}, "must be integers"),
-        "string labels": ({"X": X, "y": y.astype(str)}, "must be integers"),
+        "byte-string labels": ({"X": X, "y": y.astype("S")}, "must be integers or text"),
         "lengths": ({"X": X, "y": y[:-1]}, "mismatched lengths: X has 30 rows, y 29 labels"),
         "one class": ({"X": X, "y": np.full(30, 4)}, "only one class (label 4)"),
         "no rows": ({"X": np.zeros((0, 3)), "y": np.zeros(0, int)}, "empty data"),
@@ -185,7 +185,8 @@ def test_csv_custom_label_column_quotes_and_bom(tmp_path):
         ("a,label,b\n", "a header but no data rows"),
         ("a,b,c\n1,2,3\n", "no column named 'label' in the header (a, b, c); pass label_column="),
         ("a,label,label\n1,2,3\n", "several columns named 'label'"),
-        ("a,label,b\n1,2,3\n4,x,6\n", "could not convert string 'x'"),
+        ("a,label,b\n1,2,3\n4,5,x\n", "could not convert string 'x'"),
+        ("a,label,b\n1,2,3\n4, ,6\n", "labels: data row 2 has no label"),
         ("a,label,b\n1,2,3\n4,5,\n", "could not convert string ''"),
         ("a,label,b\n1,2,3\n4,5\n", "number of columns changed"),
         ("a,label,b\n1,2\n4,5\n", "the header has 3 columns, rows 2"),
@@ -265,3 +266,38 @@ def test_large_user_files_are_prepared_and_memory_mapped(tmp_path, monkeypatch):
             np.testing.assert_array_equal(getattr(ds, part), getattr(expected, part))
     with pytest.raises(DataError, match="no column named 'target'"):  # label_column is in the key
         load_dataset(csv, label_column="target")
+
+
+def test_csv_word_labels_feature_names_and_the_fitted_scaling(tmp_path, monkeypatch):
+    words = ("cat", "dog", "bird")
+    text = "width,label,height\n" + "".join(f"{i * 2.0},{words[i % 3]},{-i}\n" for i in range(60))
+    csv = save_csv(tmp_path / "animals.csv", text)
+    ds = load_dataset(csv, scale="standard")
+    assert ds.labels == ("bird", "cat", "dog") and ds.classes == ds.labels
+    assert ds.feature_names == ("width", "height")
+    # the scaling was fitted on the training part, and is what turned raw values into X
+    raw = np.loadtxt(csv, delimiter=",", skiprows=1, usecols=(0, 2))
+    assert ds.scaling.kind == "standard"
+    scaled = ds.scaling.apply(raw)
+    train_rows = [np.flatnonzero((scaled == row).all(axis=1))[0] for row in ds.X_train]
+    np.testing.assert_allclose(raw[train_rows].mean(axis=0), ds.scaling.offset)
+    np.testing.assert_allclose(raw[train_rows].std(axis=0), ds.scaling.divisor)
+    # words travel with their rows: the label of each training row is its word
+    expected = [words[r % 3] for r in train_rows]
+    assert [ds.labels[k] for k in ds.y_train] == expected
+    # the prepared (memory-mapped) copy carries the same
+    monkeypatch.setattr(data, "LARGE_BYTES", 0)
+    big = load_dataset(csv, scale="standard")
+    assert isinstance(big.X_train, np.memmap)
+    assert big.labels == ds.labels and big.feature_names == ds.feature_names
+    assert big.scaling.equals(ds.scaling)
+
+
+def test_npz_text_labels_and_integer_labels_kept_as_numbers(tmp_path):
+    X, y = make_xy(n=60)
+    ds = load_dataset(save_npz(tmp_path / "n.npz", X=X, y=y))
+    assert ds.labels == (-3, 7, 42) and all(type(v) is int for v in ds.labels)
+    assert ds.feature_names is None
+    names = np.array(["low", "mid", "high"])[np.searchsorted([-3, 7, 42], y)]
+    ds = load_dataset(save_npz(tmp_path / "t.npz", X=X, y=names))
+    assert ds.labels == ("high", "low", "mid")

@@ -137,12 +137,12 @@ def test_read_only_results_folder_is_refused_and_the_study_is_untouched(
 
 
 def test_full_disk_stops_with_one_line_and_the_journal_intact(
-    tmp_path, tiny_disk, write_experiment, cli, load_study
+    tmp_path, small_disk, write_experiment, cli, load_study
 ):
     """Results (and journal) on a 64 KiB tmpfs: it fills mid-study. One line, exit 1; the
     journal stays readable with every trial it had; after making room, the same command
     finishes the study without losing any of them."""
-    point = tiny_disk
+    point = small_disk("64k")
     path = write_experiment(tmp_path / "e.toml", "full", n_trials=30, epochs=3)
     r = cli("run", str(path), "--out", str(point), cwd=tmp_path)
     assert r.returncode == 1, r.stderr
@@ -225,7 +225,8 @@ def test_exception_inside_a_trial_is_stored_with_its_traceback(tmp_path, cli, lo
     complete and the run succeeds."""
     path = tmp_path / "e.toml"
     path.write_text(
-        '[study]\nname = "oom"\nn_trials = 6\nn_jobs = 2\nseed = 1\n[data]\ndataset = "digits"\n'
+        '[study]\nname = "oom"\nn_trials = 6\nn_jobs = 2\nseed = 1\nconfirm = { top = 0 }\n'
+        '[data]\ndataset = "digits"\n'
         "[train]\nepochs = 3\n[space]\nhidden_layers = 2\nunits = [16, 60000]\n"
     )
     limit = 8 << 30  # 8 GiB: two layers of 60000 units need 13 GiB; the rest well under 1 GiB
@@ -247,7 +248,7 @@ def test_exception_inside_a_trial_is_stored_with_its_traceback(tmp_path, cli, lo
         tb = t.user_attrs["traceback"]
         assert tb.startswith("Traceback (most recent call last):") and "MemoryError" in tb
         assert "objective.py" in tb
-    assert "fail      MemoryError" in r.stdout  # the progress line says why
+    assert "failed    MemoryError" in r.stdout  # the progress line says why
 
 
 def test_nan_in_the_data_is_refused_before_any_training(tmp_path, cli):
@@ -354,12 +355,13 @@ def test_worker_on_a_journal_needs_an_existing_study(finished_study, cli, tmp_pa
     shutil.rmtree(results)
 
 
-def test_journal_lock_held_by_a_stopped_process_stops_with_one_line(
+def test_journal_lock_held_by_a_hung_process_stops_with_one_line(
     finished_study, lock_holder, monkeypatch, capsys
 ):
-    """A process stopped (SIGSTOP) while it holds the journal's lock: run and worker give up
-    after the journal's lock limit (here 1 s) with one line naming the journal, exit 1, and
-    leave the journal as it was."""
+    """A process that is running (not stopped: a stopped holder is gone past, see
+    test_paused.py) and keeps the journal's lock: run and worker give up after the journal's
+    lock limit (here 1 s) with one line naming the journal and the holder, exit 1, and leave
+    the journal as it was."""
     import mlpsearch.journal
     from mlpsearch.cli import main
 
@@ -367,7 +369,6 @@ def test_journal_lock_held_by_a_stopped_process_stops_with_one_line(
     journal = results / "held" / "journal.log"
     before = journal.read_bytes()
     holder = lock_holder(Path(f"{journal}.flock"))
-    os.kill(holder.pid, signal.SIGSTOP)
     monkeypatch.setattr(mlpsearch.journal, "JOURNAL_LOCK_SECONDS", 1.0)
     capsys.readouterr()
     lines = {}
@@ -380,8 +381,8 @@ def test_journal_lock_held_by_a_stopped_process_stops_with_one_line(
         assert time.monotonic() - started < 30
         lines[args[0]] = one_error_line(capsys.readouterr().err)
         assert lines[args[0]].startswith(
-            f"mlpsearch: error: journal {journal}: another process has held its lock for "
-            "over 1 s (is it stopped or hung?)"
+            f"mlpsearch: error: journal {journal}: process {holder.pid} has held its lock "
+            "for over 1 s (is it hung, or on another machine?)"
         )
     assert "finished trials are kept" in lines["run"] and "resume with" in lines["run"]
     assert journal.read_bytes() == before

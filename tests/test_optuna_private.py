@@ -22,7 +22,10 @@ from optuna.storages import RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
-STDLIB_PRIVATE = {"_SubParsersAction"}  # argparse's type of add_subparsers(), for annotations
+STDLIB_PRIVATE = {
+    "_SubParsersAction",  # argparse's type of add_subparsers(), for annotations
+    "_exit",  # os._exit: an orphaned worker leaves at once (workers.py)
+}
 
 
 def check_trial_id(tmp_path: Path) -> None:

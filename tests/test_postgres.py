@@ -21,7 +21,7 @@ from mlpsearch.workers import claim_waiting
 pytestmark = pytest.mark.slow  # every test here runs studies in subprocesses on a server
 
 
-def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[str, str]:
+def finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[str, str]:
     try:
         return proc.communicate(timeout=timeout)
     finally:

@@ -133,9 +133,10 @@ def rows_read(storage: RDBStorage):
     return seen
 
 
+@pytest.mark.slow
 def test_per_trial_reads_do_not_grow_with_the_study(postgres):
     """A claim, and the progress read after one more trial finished, return as many rows
-    with 20 trials in the study as with 400 (PostgreSQL's driver counts the rows)."""
+    with 20 trials in the study as with 200 (PostgreSQL's driver counts the rows)."""
 
     def costs(n: int) -> tuple[int, int]:
         study, storage = new_study(postgres.url(postgres.create_database()), n)
@@ -150,4 +151,4 @@ def test_per_trial_reads_do_not_grow_with_the_study(postgres):
         assert len(watch.new()) == 1
         return claim, seen["rows"]
 
-    assert costs(400) == costs(20)
+    assert costs(200) == costs(20)

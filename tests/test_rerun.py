@@ -197,14 +197,15 @@ def test_a_bad_train_seed_is_one_line(tmp_path, capsys, seed, message):
     assert err.count("\n") == 1
 
 
-def test_rerun_replaces_its_toml_whole(tiny_study, load_study):
-    """best.toml is written to a temporary file and renamed over the old one (the model
-    files are written by the engine's MLP.save)."""
+def test_rerun_replaces_its_files_whole(tiny_study, load_study):
+    """best.toml and the models are written to a temporary file and renamed over the old one:
+    a second rerun gives new inodes and leaves no temporary file."""
     study = load_study(tiny_study)
-    first = rerun(study, tiny_study, echo=lambda s: None).files["toml"]
-    inode = first.stat().st_ino
-    again = rerun(study, tiny_study, echo=lambda s: None).files["toml"]
-    assert again == first and again.stat().st_ino != inode
+    first = rerun(study, tiny_study, echo=lambda s: None).files
+    inodes = {k: p.stat().st_ino for k, p in first.items()}
+    again = rerun(study, tiny_study, echo=lambda s: None).files
+    assert again == first and set(again) == {"model", "toml"}
+    assert all(again[k].stat().st_ino != ino for k, ino in inodes.items())
     assert [p for p in tiny_study.iterdir() if p.name.endswith(".tmp")] == []
 
 

@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 from mlpsearch.config import load_experiment
 from mlpsearch.runner import run_study
 from mlpsearch.threads import blas_kernel, worker_threads
+from mlpsearch.trials import BLAS_KERNEL, NUMPY
 
 
 def configs(study: optuna.Study) -> dict[int, tuple]:
@@ -49,7 +50,7 @@ def test_two_workers_finish_every_trial_once(tmp_path, write_experiment):
     for t in trials:
         a = t.user_attrs
         assert a["blas_threads"] == worker_threads(2)  # the workers' share of the cores
-        assert a["blas_kernel"] == blas_kernel() and a["numpy_version"] == np.__version__
+        assert a[BLAS_KERNEL] == blas_kernel() and a[NUMPY] == np.__version__
         assert len(a["curve_val_error"]) == a["epochs"] > 0
         assert t.value == a["best_val_error"] == min(a["curve_val_error"])
         assert len(a["dead_fraction"]) == len(a["config"]["model"]["layer_sizes"]) - 2
@@ -168,11 +169,15 @@ def test_default_run_completes_on_digits(tmp_path, root, cli, load_study):
     assert result.returncode == 0, result.stderr
     exp = load_experiment(root / "experiments" / "digits_random.toml")
     study = load_study(tmp_path / "results" / "digits_random")
-    trials = study.get_trials()
+    everything = study.get_trials()
+    trials = [t for t in everything if "slot" in t.user_attrs]  # the search's
     assert len(trials) == exp.study.n_trials
+    confirming = [t for t in everything if "confirm_of" in t.user_attrs]  # then, 5 x 3 seeds
+    assert len(confirming) == exp.study.confirm.top * exp.study.confirm.seeds == 15
     failed = [t for t in trials if t.state != TrialState.COMPLETE]
     # a random search over learning rates up to 0.3 meets a few that diverge: failed, not lost
     assert len(failed) < exp.study.n_trials // 10
     assert all(t.user_attrs["fail_reason"].startswith("diverged") for t in failed)
     assert study.best_value < 0.03
-    assert "best: trial" in result.stdout
+    assert "best: trial" in result.stdout and " ± " in result.stdout
+    assert "next: mlpsearch report " in result.stdout

@@ -29,9 +29,11 @@ Sources
 a path to ``.npz`` or ``.csv``
     ``.npz``: arrays ``X`` (n, ...) and ``y`` (n,), read with ``allow_pickle=False``; optional
     ``X_test`` / ``y_test`` are used as the test part. ``.csv``: comma-separated, one header row,
-    labels in the column named ``label_column``, every other column a feature. Labels must be
-    integers (any values: they are mapped to 0..k-1 in sorted order and the original values kept
-    as class names). Without an explicit test part, 20% is held out with a fixed seed.
+    labels in the column named ``label_column``, every other column a feature (the header names
+    them: ``Dataset.feature_names``). Labels are integers (any values) or text (words); they are
+    mapped to 0..k-1 in sorted order and the original values kept (``Dataset.labels``, and as
+    strings ``Dataset.classes``). Without an explicit test part, 20% is held out with a fixed
+    seed.
 
 Scaling (fitted on the training part only)
 ------------------------------------------
@@ -67,6 +69,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -79,7 +82,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..scaling import Scaling
 from ..files import FileLock, file_lock, write_atomic
+from ..memory import available_bytes, describe_bytes
 from . import download
 from .idx import DataError, read_image_label_pair
 
@@ -121,8 +126,11 @@ _IDX_ROLES = {
     "test-labels": "t10k-labels-idx1-ubyte",
 }
 _PARTS = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: meta.json holds the scaling, the labels and the feature names
 _CHUNK_ROWS = 4096
+#: Values beyond this magnitude are divided by a power of two before scaling, so that no
+#: difference or square overflows float64 (finite features near 1.7e308 stay finite).
+_HUGE = 2.0**500
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -138,6 +146,9 @@ class Dataset:
     classes : class names, ``classes[k]`` names label k.
     n_features, n_classes : input and output sizes of a network for this data.
     source : one line saying where the data came from.
+    scaling : the scaling fitted on the training part (applied to every part).
+    labels : the labels as they were in the data, ``labels[k]`` for label k: int or str.
+    feature_names : names of the features (a CSV file's header), or None.
     """
 
     name: str
@@ -151,12 +162,37 @@ class Dataset:
     n_features: int
     n_classes: int
     source: str
+    scaling: Scaling
+    labels: tuple[int | str, ...]
+    feature_names: tuple[str, ...] | None
 
     def __repr__(self) -> str:
         return (
             f"Dataset({self.name!r}: {len(self.y_train)} train / {len(self.y_val)} val / "
             f"{len(self.y_test)} test, {self.n_features} features, {self.n_classes} classes)"
         )
+
+    def fingerprint(self) -> dict[str, object]:
+        """What identifies this data: its parts' shapes, its classes and a content hash.
+
+        JSON-able; equal for the same data however it was loaded (memory-mapped or not).
+        """
+        return {
+            "shapes": {p: list(getattr(self, p).shape) for p in _PARTS},
+            "classes": list(self.classes),
+            "sha256": content_hash(self),
+        }
+
+
+def content_hash(ds: Dataset) -> str:
+    """SHA-256 of every part's dtype, shape and bytes (in chunks: memory maps stay mapped)."""
+    digest = hashlib.sha256()
+    for part in _PARTS:
+        arr = getattr(ds, part)
+        digest.update(f"{part}:{arr.dtype.str}:{arr.shape}".encode())
+        for start in range(0, len(arr), _CHUNK_ROWS * 4):
+            digest.update(np.ascontiguousarray(arr[start : start + _CHUNK_ROWS * 4]).data)
+    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,6 +318,8 @@ class _Raw:
     classes: tuple[str, ...]
     source: str
     unit_divisor: float | None  # known maximum of the format; None -> per-feature min-max
+    labels: tuple[int | str, ...]  # the data's own label of each class 0..k-1
+    feature_names: tuple[str, ...] | None = None
 
 
 def _finish(read, val_fraction, seed, scale, identity, slug) -> Dataset:
@@ -296,13 +334,16 @@ def _finish(read, val_fraction, seed, scale, identity, slug) -> Dataset:
     ).hexdigest()[:16]  # fmt: skip
     prepared = cache_root() / "prepared" / f"{slug}-{digest}"
     if (prepared / "meta.json").is_file():
-        return _load_prepared(prepared)
+        try:
+            return _load_prepared(prepared)
+        except DataError:  # damaged (a meta.json holding {}, a cut array): built again below
+            pass
     raw = read()
     if (len(raw.y_rest) + len(raw.y_test)) * raw.X_rest.shape[1] * 4 <= LARGE_BYTES:
         return _materialize(raw, val_fraction, seed, scale, _in_memory)
     try:
         with _build_lock(prepared) as locked:
-            if not (prepared / "meta.json").is_file():  # another worker may have built it
+            if not _is_valid_prepared(prepared):  # another worker may have built it
                 _write_prepared(raw, prepared, val_fraction, seed, scale, locked)
     except OSError:  # read-only or full cache: still usable, just not shared
         return _materialize(raw, val_fraction, seed, scale, _in_memory)
@@ -322,6 +363,14 @@ def _build_lock(prepared: Path) -> FileLock:
     return file_lock(lock, BUILD_LOCK_SECONDS, what=f"data cache {prepared}")
 
 
+def _is_valid_prepared(folder: Path) -> bool:
+    try:
+        _load_prepared(folder)
+    except DataError:
+        return False
+    return True
+
+
 def _write_prepared(raw: _Raw, prepared: Path, val_fraction, seed, scale, locked) -> None:
     """Build the prepared folder under a temporary name, then rename it into place."""
     if locked:  # nobody else is building: temporary folders left here are from crashes
@@ -339,13 +388,16 @@ def _write_prepared(raw: _Raw, prepared: Path, val_fraction, seed, scale, locked
         for part in _PARTS:
             getattr(ds, part).flush()
         meta = {"version": _FORMAT_VERSION, "name": ds.name, "classes": list(ds.classes),
-                "source": ds.source}  # fmt: skip
+                "source": ds.source, "scaling": ds.scaling.to_json(), "labels": list(ds.labels),
+                "feature_names": ds.feature_names}  # fmt: skip
         write_atomic(tmp / "meta.json", json.dumps(meta, indent=1))
         del ds
+        if locked and prepared.exists() and not _is_valid_prepared(prepared):
+            shutil.rmtree(prepared)  # a damaged copy of ours: replaced
         try:
             os.rename(tmp, prepared)
         except OSError:
-            if not (prepared / "meta.json").is_file():  # not a lost race: a real failure
+            if not _is_valid_prepared(prepared):  # not a lost race: a real failure
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -358,8 +410,14 @@ def _load_prepared(folder: Path) -> Dataset:
         arrays = {
             p: np.load(folder / f"{p}.npy", mmap_mode="r", allow_pickle=False) for p in _PARTS
         }
-    except (OSError, ValueError) as e:
-        raise DataError(f"{folder}: damaged prepared dataset ({e}); delete the folder") from None
+        problem = _meta_problem(meta, arrays)
+        if not problem:
+            scaling = Scaling.from_json(meta["scaling"])
+            labels, names = tuple(meta["labels"]), meta["feature_names"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        problem = str(e)
+    if problem:
+        raise DataError(f"{folder}: damaged prepared dataset ({problem}); delete the folder")
     return Dataset(
         name=meta["name"],
         **arrays,
@@ -367,7 +425,31 @@ def _load_prepared(folder: Path) -> Dataset:
         n_features=int(arrays["X_train"].shape[1]),
         n_classes=len(meta["classes"]),
         source=f"{meta['source']}; memory-mapped from {folder}",
+        scaling=scaling,
+        labels=labels,
+        feature_names=None if names is None else tuple(names),
     )
+
+
+def _meta_problem(meta: object, arrays: dict[str, np.ndarray]) -> str:
+    """What is wrong with a prepared folder's meta.json and arrays ('' if nothing)."""
+    if not isinstance(meta, dict):
+        return "meta.json is not an object"
+    if not isinstance(meta.get("name"), str) or not isinstance(meta.get("source"), str):
+        return "meta.json lacks name or source"
+    classes = meta.get("classes")
+    if not isinstance(classes, list) or len(classes) < 2 or not all(
+        isinstance(c, str) for c in classes
+    ):
+        return "meta.json lacks the class names"
+    width = arrays["X_train"].shape[1] if arrays["X_train"].ndim == 2 else -1
+    for part in ("train", "val", "test"):
+        X, y = arrays[f"X_{part}"], arrays[f"y_{part}"]
+        if X.ndim != 2 or X.shape[1] != width or y.shape != (len(X),) or X.dtype != np.float32:
+            return f"X_{part}/y_{part} have shapes {X.shape}/{y.shape}"
+        if y.dtype != np.int64:
+            return f"y_{part} has dtype {y.dtype}"
+    return ""
 
 
 def _materialize(raw: _Raw, val_fraction, seed, scale, alloc) -> Dataset:
@@ -382,7 +464,8 @@ def _materialize(raw: _Raw, val_fraction, seed, scale, alloc) -> Dataset:
             f"{raw.name}: too few samples ({len(raw.y_rest) + len(raw.y_test)}) for a "
             f"train / validation / test split at val_fraction={val_fraction}"
         )
-    offset, divisor = _fit_scaler(raw, keep, scale)
+    scaling = _fit_scaler(raw, keep, scale)
+    offset, divisor = scaling.offset, scaling.divisor
     parts = {}
     for part, X, y, rows in (
         ("train", raw.X_rest, raw.y_rest, keep),
@@ -392,7 +475,15 @@ def _materialize(raw: _Raw, val_fraction, seed, scale, alloc) -> Dataset:
         Xo = alloc(f"X_{part}", (len(rows), X.shape[1]), np.float32)
         for start in range(0, len(rows), _CHUNK_ROWS):
             block = X[rows[start : start + _CHUNK_ROWS]].astype(np.float64)
-            Xo[start : start + len(block)] = (block - offset) / divisor
+            with np.errstate(over="ignore", invalid="ignore"):
+                out = Xo[start : start + len(block)]
+                out[...] = (block - offset) / divisor
+            if not np.isfinite(out).all():
+                r, c = np.argwhere(~np.isfinite(out))[0]
+                raise DataError(
+                    f"{raw.name}: feature {c + 1} of {part} row {start + r + 1} is "
+                    f"{X[rows[start + r], c]!r}, too large for float32 after {scale!r} scaling"
+                )
         yo = alloc(f"y_{part}", (len(rows),), np.int64)
         yo[:] = y[rows]
         parts[f"X_{part}"], parts[f"y_{part}"] = Xo, yo
@@ -406,6 +497,9 @@ def _materialize(raw: _Raw, val_fraction, seed, scale, alloc) -> Dataset:
         n_features=int(raw.X_rest.shape[1]),
         n_classes=len(raw.classes),
         source=raw.source,
+        scaling=scaling,
+        labels=raw.labels,
+        feature_names=raw.feature_names,
     )
 
 
@@ -413,31 +507,40 @@ def _in_memory(part: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     return np.empty(shape, dtype)
 
 
-def _fit_scaler(raw: _Raw, rows: np.ndarray, scale: str) -> tuple[np.ndarray, np.ndarray]:
+def _fit_scaler(raw: _Raw, rows: np.ndarray, scale: str) -> Scaling:
     """Offset and divisor, shape (n_features,), fitted on ``raw.X_rest[rows]``."""
     d = raw.X_rest.shape[1]
     if scale == "none":
-        return np.zeros(d), np.ones(d)
+        return Scaling.identity(d)
     if scale == "unit" and raw.unit_divisor is not None:
-        return np.zeros(d), np.full(d, raw.unit_divisor)
+        return Scaling(scale, np.zeros(d), np.full(d, raw.unit_divisor))
     # One pass in chunks (Chan et al.'s pairwise update for the variance), float64.
     n, mean, m2 = 0, np.zeros(d), np.zeros(d)
     lo, hi = np.full(d, np.inf), np.full(d, -np.inf)
     for start in range(0, len(rows), _CHUNK_ROWS):
         block = raw.X_rest[rows[start : start + _CHUNK_ROWS]].astype(np.float64)
-        nb, mb = len(block), block.mean(axis=0)
-        delta, total = mb - mean, n + nb
-        m2 += ((block - mb) ** 2).sum(axis=0) + delta**2 * (n * nb / total)
-        mean += delta * (nb / total)
+        with np.errstate(over="ignore", invalid="ignore"):  # huge features: refused below
+            nb, mb = len(block), block.mean(axis=0)
+            delta, total = mb - mean, n + nb
+            m2 += ((block - mb) ** 2).sum(axis=0) + delta**2 * (n * nb / total)
+            mean += delta * (nb / total)
         n = total
         np.minimum(lo, block.min(axis=0), out=lo)
         np.maximum(hi, block.max(axis=0), out=hi)
+    huge = np.maximum(np.abs(lo), np.abs(hi)) > _HUGE  # differences and squares would overflow
+    if huge.any():
+        c = int(np.argmax(huge))
+        raise DataError(
+            f"{raw.name}: feature {c + 1} reaches {max(abs(lo[c]), abs(hi[c])):.3g} in the "
+            f"training part; {scale!r} scaling needs values below 2**500 in magnitude "
+            "(divide the feature by a constant first)"
+        )
     if scale == "unit":
         spread = hi - lo
-        return lo, np.where(spread > 0, spread, 1.0)
+        return Scaling(scale, lo, np.where(spread > 0, spread, 1.0))
     std = np.sqrt(m2 / n)
     # Constant features (up to rounding) are only centred, not blown up.
-    return mean, np.where(std > 1e-7 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+    return Scaling(scale, mean, np.where(std > 1e-7 * np.maximum(1.0, np.abs(mean)), std, 1.0))
 
 
 def _file_identity(path: Path | str) -> list:
@@ -461,6 +564,7 @@ def _read_digits() -> _Raw:
         X_test=X[test],
         y_test=y[test],
         classes=CLASS_NAMES["digits"],
+        labels=tuple(range(10)),
         source="digits: 1,797 8x8 images, UCI optical recognition of handwritten digits via "
         "scikit-learn (embedded); test part: fixed-seed stratified 20%",
         unit_divisor=16.0,
@@ -543,6 +647,7 @@ def _read_idx_set(name: str, files: dict[str, Path], folder: Path) -> _Raw:
         X_test=X_test,
         y_test=y_test.astype(np.int64),
         classes=CLASS_NAMES[name],
+        labels=tuple(range(len(CLASS_NAMES[name]))),
         source=f"{name}: IDX files in {folder.resolve()}; test part: the official t10k files",
         unit_divisor=255.0,
     )
@@ -557,8 +662,10 @@ def _resolve_user_path(name_or_path, data_dir) -> Path:
             f"unknown dataset {str(name_or_path)!r}: expected one of {', '.join(NAMES)} "
             "or a path to a .npz or .csv file"
         )
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{path}: no such file")
+    if not path.is_file():
+        raise DataError(f"{path}: not a regular file")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file")
     return path
@@ -568,6 +675,7 @@ def _read_npz(path: Path) -> _Raw:
     with open(path, "rb") as f:
         if f.read(4) != b"PK\x03\x04":
             raise DataError(f"{path}: not a .npz archive (save with numpy.savez)")
+    _check_npz_sizes(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             names = list(z.files)
@@ -595,9 +703,64 @@ def _read_npz(path: Path) -> _Raw:
     return _user_raw(path, X, y, test, f"{path} (.npz)")
 
 
+def _check_npz_sizes(path: Path) -> None:
+    """Read the header of each array in the archive and refuse, before loading anything, an
+    array whose declared size does not match the bytes stored for it (a forged or cut header)
+    or whose arrays together would not fit in memory."""
+    total = 0
+    try:
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                name = info.filename.removesuffix(".npy")
+                if name not in ("X", "y", "X_test", "y_test"):
+                    continue
+                with z.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    read_header = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )
+                    shape, _, dtype = read_header(f, max_header_size=100_000)
+                    header_len = f.tell()
+                if any(d < 0 for d in shape):
+                    raise DataError(f"{path}: array {name} declares a negative shape {shape}")
+                if dtype.hasobject:
+                    raise DataError(f"{path}: holds Python objects; save numeric arrays")
+                declared = math.prod(shape) * dtype.itemsize
+                stored = info.file_size - header_len
+                if declared != stored:
+                    raise DataError(
+                        f"{path}: array {name} declares shape {shape} of {dtype} "
+                        f"({describe_bytes(declared)}) but stores {describe_bytes(stored)}; "
+                        "damaged or forged"
+                    )
+                # the array, its float64 working copy per chunk is small; its float32 copy
+                total += declared + math.prod(shape) * 4
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(f"{path}: unreadable .npz ({' '.join(str(e).split())})") from None
+    if total > available_bytes():
+        raise DataError(
+            f"{path}: its arrays need {describe_bytes(total)} of memory (with their float32 "
+            f"copies), more than the {describe_bytes(available_bytes())} available"
+        )
+
+
 def _read_csv(path: Path, label_column: str) -> _Raw:
-    with open(path, encoding="utf-8-sig") as f:
-        header = f.readline()
+    need = path.stat().st_size * 8  # at most one float64 per two bytes, and its copies
+    if need > available_bytes():
+        raise DataError(
+            f"{path}: {describe_bytes(path.stat().st_size)} of text may need up to "
+            f"{describe_bytes(need)} of memory, more than the "
+            f"{describe_bytes(available_bytes())} available"
+        )
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            header = f.readline()
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: {_not_utf8(e)}") from None
     columns = [c.strip().strip('"').strip("'").strip() for c in header.rstrip("\r\n").split(",")]
     if not header.strip():
         raise DataError(f"{path}: empty file (expected a header row)")
@@ -608,23 +771,48 @@ def _read_csv(path: Path, label_column: str) -> _Raw:
             f"{path}: {problem} named {label_column!r} in the header ({shown}); "
             "pass label_column= to name the label column"
         )
+    li = columns.index(label_column)
+    read = partial(np.loadtxt, path, delimiter=",", skiprows=1, ndmin=2, quotechar='"',
+                   encoding="utf-8-sig")  # fmt: skip
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
-            data = np.loadtxt(
-                path, delimiter=",", skiprows=1, ndmin=2, quotechar='"', encoding="utf-8-sig"
-            )
+            # the label column is read as text (numbers or words), the features as numbers
+            data = read(converters={li: lambda _: 0.0})
+            labels = read(usecols=[li], dtype=str)[:, 0] if data.shape[0] else None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: {_not_utf8(e)}") from None
     except ValueError as e:
-        reason = str(e).split(";")[0]
+        reason = " ".join(str(e).split(";")[0].split())
         raise DataError(f"{path}: {reason} (rows counted after the header)") from None
     if data.shape[0] == 0:
         raise DataError(f"{path}: empty file (a header but no data rows)")
     if data.shape[1] != len(columns):
         raise DataError(f"{path}: the header has {len(columns)} columns, rows {data.shape[1]}")
-    li = columns.index(label_column)
-    X, y = _check_arrays(path, np.delete(data, li, axis=1), data[:, li], "features", "labels",
+    y = _csv_labels(path, labels)
+    X, y = _check_arrays(path, np.delete(data, li, axis=1), y, "features", "labels",
                          "data row")  # fmt: skip
-    return _user_raw(path, X, y, None, f"{path} (.csv, label column {label_column!r})")
+    names = tuple(c for i, c in enumerate(columns) if i != li)
+    return _user_raw(path, X, y, None, f"{path} (.csv, label column {label_column!r})", names)
+
+
+def _csv_labels(path: Path, labels: np.ndarray) -> np.ndarray:
+    """A CSV label column as numbers (float64, checked as integers later) or as words (str)."""
+    labels = np.char.strip(labels)
+    empty = labels == ""
+    if empty.any():
+        raise DataError(f"{path}: labels: data row {int(np.argmax(empty)) + 1} has no label")
+    try:
+        return labels.astype(np.float64)
+    except ValueError:
+        return labels  # words: kept as text, mapped to 0..k-1 in sorted order
+
+
+def _not_utf8(err: UnicodeDecodeError) -> str:
+    return (
+        f"not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start} of a "
+        "block); save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+    )
 
 
 def _check_arrays(path, X, y, xname, yname, row) -> tuple[np.ndarray, np.ndarray]:
@@ -661,13 +849,17 @@ def _check_arrays(path, X, y, xname, yname, row) -> tuple[np.ndarray, np.ndarray
                 f"{path}: {yname} must be integers; {int(bad.sum())} are not "
                 f"(first: {row} {r + 1}, value {y[r]})"
             )
+    elif y.dtype.kind == "U":  # words (a CSV's text labels, a .npz's unicode array)
+        return X, y
     elif y.dtype.kind not in "biu":
-        raise DataError(f"{path}: {yname} must be integers, found dtype {y.dtype}")
+        raise DataError(f"{path}: {yname} must be integers or text, found dtype {y.dtype}")
     return X, y.astype(np.int64)
 
 
-def _user_raw(path: Path, X, y, test, source: str) -> _Raw:
+def _user_raw(path: Path, X, y, test, source: str, feature_names=None) -> _Raw:
     """Map labels to 0..k-1 and hold out the test part (unless given) for users' data."""
+    if test is not None and (y.dtype.kind == "U") != (test[1].dtype.kind == "U"):
+        raise DataError(f"{path}: y and y_test must both be numbers or both be text")
     all_y = y if test is None else np.concatenate([y, test[1]])
     values, codes = np.unique(all_y, return_inverse=True)
     if len(values) < 2:
@@ -680,4 +872,12 @@ def _user_raw(path: Path, X, y, test, source: str) -> _Raw:
     else:
         parts = (X, codes[: len(y)], test[0], codes[len(y) :])
         source += "; test part: X_test, y_test"
-    return _Raw(path.stem, *parts, classes=classes, source=source, unit_divisor=None)
+    return _Raw(
+        path.stem,
+        *parts,
+        classes=classes,
+        source=source,
+        unit_divisor=None,
+        labels=tuple(values.tolist()),
+        feature_names=feature_names,
+    )

@@ -12,10 +12,13 @@ This module also defines :class:`DataError`, the single exception type of the da
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 
 import numpy as np
+
+from ..memory import available_bytes, describe_bytes
 
 __all__ = ["DataError", "read_idx", "read_image_label_pair"]
 
@@ -36,21 +39,60 @@ _IDX_TYPES = {
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def _read_bytes(path: str | os.PathLike) -> bytes:
-    """The file's content, gunzipped if it is a gzip stream."""
+def _read_checked(path: str | os.PathLike) -> bytes:
+    """The file's content, gunzipped if it is a gzip stream (at most one byte past the data).
+
+    The header is read first and the size it declares checked against the memory this process
+    may use before the data is read: a header declaring terabytes, or a small gzip stream that
+    expands without end, is refused with one line instead of exhausting memory.
+    """
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        with open(path, "rb") as raw:
+            gzipped = raw.read(2) == _GZIP_MAGIC
+            raw.seek(0)
+            f = gzip.GzipFile(fileobj=raw) if gzipped else raw
+            head = _read_exactly(f, 4)
+            if len(head) == 4 and head[:2] == b"\0\0" and head[2] in _IDX_TYPES and head[3]:
+                head += _read_exactly(f, 4 * head[3])
+                if len(head) == 4 + 4 * head[3]:
+                    declared = _check_declared(path, head)
+                    return head + _read_exactly(f, declared + 1)  # one more: trailing bytes?
+            return head + f.read(2**20)  # not an IDX header: enough to say so
     except OSError as e:
+        if isinstance(e, gzip.BadGzipFile) or not getattr(e, "strerror", None):
+            raise DataError(f"{path}: corrupt gzip data ({e})") from None
         raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
-    if not raw.startswith(_GZIP_MAGIC):
-        return raw
-    try:
-        return gzip.decompress(raw)
     except EOFError:
         raise DataError(f"{path}: truncated gzip stream (file cut short?)") from None
-    except (OSError, zlib.error) as e:
+    except zlib.error as e:
         raise DataError(f"{path}: corrupt gzip data ({e})") from None
+
+
+def _read_exactly(f, n: int) -> bytes:
+    parts, got = [], 0
+    while got < n:
+        chunk = f.read(min(n - got, 2**26))
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+def _check_declared(path: str | os.PathLike, head: bytes) -> int:
+    """The data bytes ``head`` declares; refused if they would not fit in memory."""
+    dims = [int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(head[3])]
+    declared = math.prod(dims) * _IDX_TYPES[head[2]].itemsize
+    # the bytes, and the float32 copy the dataset makes of them
+    need = declared + math.prod(dims) * 4
+    if need > available_bytes():
+        raise DataError(
+            f"{path}: header declares {'x'.join(map(str, dims))} values "
+            f"({describe_bytes(declared)}); with its float32 copy that needs "
+            f"{describe_bytes(need)}, more than the {describe_bytes(available_bytes())} "
+            "of memory available"
+        )
+    return declared
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -68,10 +110,11 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     Raises
     ------
     DataError
-        Unreadable file, bad gzip stream, bad magic number, unknown type code, or a data length
-        that does not match the declared dimensions (truncated or with trailing bytes).
+        Unreadable file, bad gzip stream, bad magic number, unknown type code, a declared size
+        larger than the memory available, or a data length that does not match the declared
+        dimensions (truncated or with trailing bytes).
     """
-    data = _read_bytes(path)
+    data = _read_checked(path)
     if len(data) < 4:
         raise DataError(f"{path}: not an IDX file: {len(data)} bytes, too short for a header")
     zero, type_code, ndim = data[:2], data[2], data[3]
@@ -85,7 +128,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         raise DataError(f"{path}: truncated IDX header: {ndim} dimensions need {header_len} bytes")
     dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
     dtype = _IDX_TYPES[type_code]
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize
     found = len(data) - header_len
     if found != expected:
         what = "truncated" if found < expected else "trailing bytes after the data"

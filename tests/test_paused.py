@@ -1,0 +1,120 @@
+"""A process stopped (SIGSTOP) while it holds the journal's lock freezes nobody: runs, workers,
+report and a second run go on (the lock is a lease), and the trials of healthy workers are not
+failed as silent."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from optuna.trial import TrialState
+
+from mlpsearch.journal import flock_holder, process_state
+
+HOLD_AND_STOP = textwrap.dedent(
+    """
+    import fcntl, os, signal, sys
+    fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    print("held", flush=True)
+    os.kill(os.getpid(), signal.SIGSTOP)  # paused with the lock, as a worker mid-append
+    """
+)
+
+
+@pytest.fixture
+def stopped_holder(wait_until):
+    """``stopped_holder(lock_file)``: a process that takes the lock and stops itself (SIGSTOP)
+    holding it; returns once it is stopped."""
+
+    def start(lock_file) -> subprocess.Popen:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", HOLD_AND_STOP, str(lock_file)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout.readline().strip() == "held"
+        wait_until(lambda: process_state(proc.pid) == "T", 10, what="the holder to stop")
+        return proc
+
+    return start
+
+
+def test_a_paused_lock_holder_freezes_nobody(
+    tmp_path, stopped_holder, write_experiment, cli, load_study
+):
+    path = write_experiment(tmp_path / "p.toml", "p", n_trials=4, n_jobs=2, epochs=3)
+    r = cli("run", str(path), "--n-trials", "2", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    journal = tmp_path / "results" / "p" / "journal.log"
+    holder = stopped_holder(f"{journal}.flock")
+    try:
+        assert flock_holder(journal.with_name("journal.log.flock")) == holder.pid
+        started = time.monotonic()
+        report = cli("report", "results/p", cwd=tmp_path)  # readers take no lock at all
+        assert report.returncode == 0, report.stderr
+        second = cli("run", str(path), cwd=tmp_path)  # resumes: 2 more trials, 2 workers
+        assert second.returncode == 0, second.stderr
+        assert time.monotonic() - started < 240
+        assert "Traceback" not in second.stderr
+    finally:
+        holder.send_signal(signal.SIGCONT)
+        holder.kill()
+        holder.wait()
+    study = load_study(tmp_path / "results" / "p")
+    trials = study.get_trials()
+    assert sorted(t.user_attrs["slot"] for t in trials if t.state == TrialState.COMPLETE) == [
+        0,
+        1,
+        2,
+        3,
+    ]
+    assert not [t for t in trials if "silent" in str(t.user_attrs.get("fail_reason", ""))]
+
+
+def test_process_state_and_lock_holder_are_read_from_proc(tmp_path, stopped_holder):
+    holder = stopped_holder(tmp_path / "x.flock")
+    try:
+        assert process_state(holder.pid) == "T"
+        assert flock_holder(tmp_path / "x.flock") == holder.pid
+        assert process_state(os.getpid()) in ("R", "S")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert process_state(holder.pid) == "gone"
+    assert flock_holder(tmp_path / "x.flock") is None  # released by the kernel
+
+
+def test_liveness_fails_the_paused_workers_trial_not_the_healthy_ones(tmp_path, stopped_holder):
+    """Both trials silent for longer than the grace period (the healthy worker was held up
+    too): only the one whose worker is stopped is failed and re-queued."""
+    import optuna
+
+    from mlpsearch.liveness import BEAT_KEY, WORKER_KEY, _start_time, fail_stale
+    from mlpsearch.storage import open_storage
+    from mlpsearch.workers import claim_waiting
+
+    storage = open_storage(f"journal:{tmp_path / 'j.log'}")
+    study = optuna.create_study(study_name="s", storage=storage)
+    study.enqueue_trial({}, user_attrs={"slot": 0})
+    study.enqueue_trial({}, user_attrs={"slot": 1})
+    paused = stopped_holder(tmp_path / "unused.flock")
+    try:
+        host = __import__("socket").gethostname()
+        old = time.time() - 3600
+        for pid in (os.getpid(), paused.pid):
+            trial_id = claim_waiting(study, storage)
+            storage.set_trial_system_attr(trial_id, BEAT_KEY, old)
+            storage.set_trial_system_attr(trial_id, WORKER_KEY, f"{host}:{pid}:{_start_time(pid)}")
+        failed = fail_stale(study, storage)
+    finally:
+        paused.kill()
+        paused.wait()
+    assert failed == [1]
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states[0] == TrialState.RUNNING and states[1] == TrialState.FAIL
