@@ -11,6 +11,8 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 from optuna.trial import TrialState
 from test_search import cli, load, write_experiment
 
