@@ -112,14 +112,17 @@ def test_liveness_fails_the_paused_workers_trial_not_the_healthy_ones(tmp_path, 
     try:
         host = __import__("socket").gethostname()
         old = time.time() - 3600
+        number = {}  # pid -> the number of the trial it claimed (claims pick at random)
         for pid in (os.getpid(), paused.pid):
             trial_id = claim_waiting(study, storage)
+            number[pid] = storage.get_trial(trial_id).number
             storage.set_trial_system_attr(trial_id, BEAT_KEY, old)
             storage.set_trial_system_attr(trial_id, WORKER_KEY, f"{host}:{pid}:{_start_time(pid)}")
         failed = fail_stale(study, storage)
     finally:
         paused.kill()
         paused.wait()
-    assert failed == [1]
+    assert failed == [number[paused.pid]]
     states = {t.number: t.state for t in study.get_trials()}
-    assert states[0] == TrialState.RUNNING and states[1] == TrialState.FAIL
+    assert states[number[os.getpid()]] == TrialState.RUNNING
+    assert states[number[paused.pid]] == TrialState.FAIL
