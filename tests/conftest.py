@@ -4,7 +4,8 @@ Test modules never import from each other nor from this folder (``test_suite.py`
 they ask for what they share by fixture name. A helper that a second test module needs moves
 here, as a fixture with a line in the table below. ``pg.py`` holds the PostgreSQL server code;
 among the tests only this file imports it (the benchmarks that start a server use it too).
-Long subprocess studies are marked ``slow``: ``python -m pytest -m "not slow"`` leaves them out.
+Studies run in subprocesses, and anything over about 5 s, are marked ``slow``: the quick run
+``python -m pytest -m "not slow"`` leaves them out (CI runs everything).
 
 =====================  =========================================================================
 fixture                what it gives

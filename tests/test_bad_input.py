@@ -396,6 +396,7 @@ def outcomes(request, base_study, tmp_path_factory, cli) -> dict[str, tuple]:
         return dict(zip(folders, pool.map(run, folders), strict=True))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "case_id, words", [(c[0], c[3]) for c in CASES], ids=[c[0] for c in CASES]
 )

@@ -13,6 +13,7 @@ import pytest
 from mlpsearch.cli import main
 
 
+@pytest.mark.slow
 def test_dashboard_serves_the_study_and_stops_on_ctrl_c(tiny_study, cli, wait_until):
     pytest.importorskip("optuna_dashboard", reason="pip install optuna-dashboard")
     proc = cli.start(

@@ -12,6 +12,8 @@ import pytest
 from mlpsearch.config import dumps_toml
 from mlpsearch.engine.data import load_dataset
 
+pytestmark = pytest.mark.slow  # a study run in a subprocess for each test
+
 EXPERIMENT = dumps_toml(
     {
         "study": {"name": "fp", "n_trials": 2, "n_jobs": 1, "seed": 3},

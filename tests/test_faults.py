@@ -118,6 +118,7 @@ def test_results_path_through_a_file_is_refused(tmp_path, write_experiment, cli)
     assert (tmp_path / "results").read_text().startswith("a file")
 
 
+@pytest.mark.slow
 def test_read_only_results_folder_is_refused_and_the_study_is_untouched(
     tmp_path, mount_point, write_experiment, cli
 ):
@@ -136,6 +137,7 @@ def test_read_only_results_folder_is_refused_and_the_study_is_untouched(
     assert not (results / "new").exists()
 
 
+@pytest.mark.slow
 def test_full_disk_stops_with_one_line_and_the_journal_intact(
     tmp_path, small_disk, write_experiment, cli, load_study
 ):
@@ -181,6 +183,7 @@ def finished_study(tmp_path, write_experiment, cli):
     return run
 
 
+@pytest.mark.slow
 def test_cut_last_record_is_set_aside_with_a_warning(finished_study, cli, load_study, tmp_path):
     """A writer killed mid-append leaves a last line without its newline: the next run sets
     it aside (kept beside the journal, named in a warning) and goes on; nothing finished is
@@ -202,6 +205,7 @@ def test_cut_last_record_is_set_aside_with_a_warning(finished_study, cli, load_s
     assert complete_slots(study) == list(range(5))
 
 
+@pytest.mark.slow
 def test_damaged_record_inside_the_journal_is_a_clear_error(finished_study, cli, tmp_path):
     """A damaged line that is not the last: not repairable silently; exit 2, one line, and
     the journal left as it is."""
@@ -286,6 +290,7 @@ def open_files(pid: int) -> set[Path]:
     return found
 
 
+@pytest.mark.slow
 def test_journal_planning_waits_for_the_lock(
     tmp_path, write_experiment, cli, wait_until, load_study
 ):
@@ -346,6 +351,7 @@ def test_load_eight_workers_200_trials_on_a_journal(tmp_path, load_benchmark):
     assert figures["processes"] >= 2
 
 
+@pytest.mark.slow
 def test_worker_on_a_journal_needs_an_existing_study(finished_study, cli, tmp_path):
     path, results = finished_study("done", n_trials=2)
     url = f"journal:{results / 'done' / 'journal.log'}"
@@ -360,6 +366,7 @@ def test_worker_on_a_journal_needs_an_existing_study(finished_study, cli, tmp_pa
     shutil.rmtree(results)
 
 
+@pytest.mark.slow
 def test_journal_lock_held_by_a_hung_process_stops_with_one_line(
     finished_study, lock_holder, monkeypatch, capsys
 ):

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # commands run in subprocesses on a full disk
+
 
 def fill(disk: Path) -> None:
     """Take every free block of ``disk``."""

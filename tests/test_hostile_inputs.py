@@ -76,6 +76,7 @@ def hundred(tmp_path_factory, cli):
     return folder
 
 
+@pytest.mark.slow
 def test_compare_a_hundred_trials(hundred, cli):
     r = cli("compare", "results/h", *map(str, range(100)), cwd=hundred)
     assert r.returncode == 0, r.stderr
@@ -84,6 +85,7 @@ def test_compare_a_hundred_trials(hundred, cli):
     assert len(figure.name) < 60
 
 
+@pytest.mark.slow
 def test_rerun_by_storage_makes_its_results_folder(hundred, cli):
     journal = hundred / "results" / "h" / "journal.log"
     r = cli("rerun", "--storage", f"journal:{journal}", "--study", "h", "--out", "elsewhere",
@@ -116,6 +118,7 @@ def test_train_saves_into_an_existing_model_file_only(tmp_path, cli):
 # --- termination signals ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_sigterm_and_sighup_stop_like_ctrl_c(
     tmp_path, sig, slow_experiment, cli, wait_until, running_worker, load_study
@@ -144,6 +147,7 @@ def test_sigterm_and_sighup_stop_like_ctrl_c(
     assert (results / "sig" / "trials.csv").is_file()
 
 
+@pytest.mark.slow
 def test_workers_stop_when_their_parent_is_killed(
     tmp_path, slow_experiment, cli, wait_until, running_worker, load_study, children_of
 ):

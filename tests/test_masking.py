@@ -58,6 +58,7 @@ def test_unregistered_urls_are_masked_by_pattern(text, shown):
 CLI_CASES = [("run", i) for i in range(9)] + [("report", 0), ("report", 3), ("worker", 6)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command, i", CLI_CASES, ids=[f"{c}-{i}" for c, i in CLI_CASES])
 def test_command_line_never_shows_the_password(tmp_path, cli, command, i):
     """A refused connection (port 1): one line naming the storage, no password."""

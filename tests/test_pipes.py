@@ -51,6 +51,7 @@ def piped(cli):
     return run
 
 
+@pytest.mark.slow
 def test_report_into_a_closed_pipe_ends_quietly(tiny_study, tmp_path, piped):
     done = piped(["report", str(tiny_study)], "head -1", tmp_path)
     assert done.stdout.splitlines() == [f"study          {tiny_study.name}"]
@@ -60,6 +61,7 @@ def test_report_into_a_closed_pipe_ends_quietly(tiny_study, tmp_path, piped):
     assert (tiny_study / "report.html").is_file()  # the files were written whole before
 
 
+@pytest.mark.slow
 def test_a_closed_stdout_never_stops_or_fails_a_running_study(tmp_path, piped, load_study):
     (tmp_path / "piped.toml").write_text(EXPERIMENT)
     done = piped(["run", "piped.toml"], "head -2", tmp_path)
@@ -85,6 +87,7 @@ def test_run_quiet_and_json(tmp_path, capsys, load_study):
     assert doc["best"]["val_error"] == min(t.value for t in trials)
 
 
+@pytest.mark.slow
 def test_report_and_rerun_quiet_and_json(tiny_study, capsys):
     assert main(["report", str(tiny_study), "--quiet"]) == 0
     assert capsys.readouterr().out == ""

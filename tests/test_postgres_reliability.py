@@ -8,6 +8,8 @@ from urllib.parse import quote
 
 import pytest
 
+pytestmark = pytest.mark.slow  # studies on a PostgreSQL server, in subprocesses
+
 NASTY = "p@ss:w/rd Tw0'\"%X&y=1?z#"  # every character that means something in a URL
 PIECES = [NASTY, "w/rd Tw0", "Tw0'", "%X&y=1", quote(NASTY, safe=""), "rd%20Tw0"]
 
