@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
-from importlib import resources
 from collections.abc import Callable, Sequence
+from importlib import resources
 from pathlib import Path
 
 from mlpsearch import __version__

@@ -82,9 +82,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..scaling import Scaling
 from ..files import FileLock, file_lock, write_atomic
 from ..memory import available_bytes, describe_bytes
+from ..scaling import Scaling
 from . import download
 from .idx import DataError, read_image_label_pair
 

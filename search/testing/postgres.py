@@ -1,4 +1,4 @@
-"""A real PostgreSQL server for tests and benchmarks: Debian's server binaries in a temporary folder.
+"""A real PostgreSQL server for tests and benchmarks: Debian's binaries, a temporary folder.
 
 ``initdb`` and ``pg_ctl`` (``/usr/lib/postgresql/<version>/bin``, from Debian's ``postgresql``
 package) make and start a cluster listening on 127.0.0.1 on a free port; it is stopped and
