@@ -49,8 +49,9 @@ def blas_kernel() -> str:
 def numpy_blas_first(pools: list[dict]) -> list[dict]:
     """``pools`` (threadpoolctl's BLAS entries), numpy's own first: the one whose file lies in
     numpy's folders (``numpy/``, or ``numpy.libs/`` beside it in a wheel install), then a
-    system library (a distribution's numpy links one), then another package's copy (scipy,
-    say, whose wheel brings its own OpenBLAS and may have loaded it first)."""
+    system library (a distribution's numpy links one), then another package's copy (scipy's
+    wheel brings its own OpenBLAS). threadpoolctl's order is no guide: it changes from process
+    to process."""
 
     def rank(pool: dict) -> int:
         folders = Path(pool.get("filepath") or "").parts[:-1]
