@@ -37,7 +37,9 @@ NAME = "load"
 
 def write_experiment(path: Path, trials: int, jobs: int) -> Path:
     sections = {
-        "study": {"name": NAME, "n_trials": trials, "n_jobs": jobs, "seed": 3, "confirm": {"top": 0}},
+        "study": {
+            "name": NAME, "n_trials": trials, "n_jobs": jobs, "seed": 3, "confirm": {"top": 0}
+        },
         "data": {"dataset": "digits"},
         "train": {"epochs": 1, "batch_size": 256},
         "space": {
