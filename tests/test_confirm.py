@@ -320,3 +320,35 @@ def test_rerun_final_of_the_confirmed_best_fills_test_error_and_best_toml_says_s
     assert f"{est.mean:.4%} ± {est.std:.4%} (sd)" in header
     assert f"the search's single seed gave {est.search_value:.4%}" in header
     assert "optimism" in header
+
+
+# --- an honest train error ---------------------------------------------------------------------
+
+
+def test_stored_train_error_is_the_best_epoch_models_error_on_the_training_part(confirmed):
+    """End to end: the train error a trial stores (its curve, ``best_train_error``, the
+    trials.csv column, the top table) is the error of its best-epoch weights on the training
+    part in evaluation mode, not the running average over the epoch's minibatches (that is
+    kept apart, as the batch loss)."""
+    from threadpoolctl import threadpool_limits
+
+    from mlpsearch.data import load_data
+    from mlpsearch.engine.training import TRAIN_EVAL_ROWS
+    from mlpsearch.rerun import train_best
+
+    result, _, _ = confirmed
+    trials = stored.records(result.study)
+    t = stored.best(trials)
+    data = load_data(stored.stored_experiment(result.study))
+    assert len(data.y_train) < TRAIN_EVAL_ROWS  # digits: every training row is evaluated
+    with threadpool_limits(limits=t.blas_threads):
+        history, model = train_best(t.config, data)
+    assert tuple(history.val_error) == t.curves.val_error  # the very training of the trial
+    _, error, _ = model.evaluate(data.X_train, data.y_train)
+    assert t.best_train_error == pytest.approx(error, abs=1e-12)
+    assert t.curves.train_error[t.best_epoch - 1] == t.best_train_error
+    assert len(t.curves.batch_loss) == t.epochs  # the running average: kept, named apart
+    frame = trials_frame(result.study).set_index("number")
+    assert frame.loc[t.number, "best_train_error"] == pytest.approx(error, abs=1e-12)
+    table = top_trials(trials).set_index("trial")
+    assert table.loc[t.number, "train error"] == f"{error:.2%}"

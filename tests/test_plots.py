@@ -157,6 +157,16 @@ def test_history_draws_each_confirmed_configuration_beside_its_search_trial(stud
     assert f"confirmed best, trial 1: 9.40% ± {sd:.2%} over 3 seeds" in labels
     assert "confirmed on fresh seeds (mean ± sd)" in labels
     assert "best so far (8.90%, one seed)" in labels
+    # every complete trial's error bar is its binomial standard error
+    bars = next(c for c in ax.containers if c.get_label().startswith("complete trial"))
+    segments = bars.lines[2][0].get_segments()
+    half = sorted(round((seg[1][1] - seg[0][1]) / 2, 9) for seg in segments)
+    values = [*GOOD, DIVERGED]
+    assert half == sorted(round((v * (1 - v) / VAL_ROWS) ** 0.5, 9) for v in values)
+    # and a confirmed configuration's bar is its sd over the seeds
+    best = next(c for c in ax.containers if c.get_label().startswith("confirmed best"))
+    (segment,) = best.lines[2][0].get_segments()
+    assert (segment[1][1] - segment[0][1]) / 2 == pytest.approx(sd)
 
 
 @pytest.mark.parametrize("name", ["gap", "history", "curves", "params", "dead_units"])
