@@ -161,8 +161,27 @@ def plan(
         else:
             params = {}  # TPE samples in the worker, knowing the trials before
         seed = space.slot_seed(exp.study.seed, slot)
-        study.enqueue_trial(params, user_attrs={trials.SLOT: slot, trials.SEED: seed})
+        enqueue(exp, study, params, {trials.SLOT: slot, trials.SEED: seed})
     return max(n_trials, max(taken, default=-1) + 1)
+
+
+def enqueue(
+    exp: Experiment, study: optuna.Study, params: dict[str, Any], user_attrs: dict[str, Any]
+) -> None:
+    """A WAITING trial holding ``params`` already (as Optuna's retry of a stale trial makes
+    one): created in one storage write, where ``enqueue_trial`` would leave each parameter to
+    a write of its own in the worker. TPE's trials (no ``params``) are enqueued plainly."""
+    if not params:
+        study.enqueue_trial({}, user_attrs=user_attrs)
+        return
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.WAITING,
+            params=params,
+            distributions=space.distributions(exp, params),
+            user_attrs=user_attrs,
+        )
+    )
 
 
 def size(exp: Experiment, study: optuna.Study) -> int:
