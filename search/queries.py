@@ -17,6 +17,7 @@ times a second), so each must cost O(1) or O(running trials), not O(all trials):
 from __future__ import annotations
 
 import random
+import weakref
 from collections import Counter
 
 import optuna
@@ -54,16 +55,28 @@ def _ids(storage: RDBStorage, sql: str, **params: object) -> list[int]:
         return [row[0] for row in conn.execute(sqlalchemy.text(sql), params)]
 
 
+# RDB: per storage and study, an id below which no trial is WAITING, now or later. A trial
+# only leaves WAITING, and new trials get larger ids, so the oldest WAITING trial seen is such
+# a floor forever; the query of the oldest WAITING trials then starts there (the primary key
+# index) instead of going through every trial of the study.
+_waiting_floor: weakref.WeakKeyDictionary[RDBStorage, dict[int, int]] = weakref.WeakKeyDictionary()
+
+
 def waiting_ids(study: optuna.Study, storage: BaseStorage, limit: int) -> list[int]:
     """Ids of up to ``limit`` WAITING trials, oldest first."""
     if isinstance(storage, RDBStorage):
-        return _ids(
+        floors = _waiting_floor.setdefault(storage, {})
+        ids = _ids(
             storage,
             "SELECT trial_id FROM trials WHERE study_id = :study AND state = 'WAITING' "
-            "ORDER BY trial_id LIMIT :limit",
+            "AND trial_id >= :floor ORDER BY trial_id LIMIT :limit",
             study=study._study_id,
+            floor=floors.get(study._study_id, 0),
             limit=limit,
         )
+        if ids:
+            floors[study._study_id] = ids[0]
+        return ids
     trials = storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,))
     return [t._trial_id for t in trials[:limit]]
 
@@ -93,6 +106,20 @@ def claim_waiting(study: optuna.Study, storage: BaseStorage, spread: int = 16) -
 def running(study: optuna.Study, storage: BaseStorage) -> list[FrozenTrial]:
     """The RUNNING trials, whole (a filtered query on RDB; O(running))."""
     return storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.RUNNING,))
+
+
+def any_running(study: optuna.Study, storage: BaseStorage) -> bool:
+    """Whether a trial is RUNNING (RDB: one query returning at most one row)."""
+    if isinstance(storage, RDBStorage):
+        return bool(
+            _ids(
+                storage,
+                "SELECT trial_id FROM trials WHERE study_id = :study AND state = 'RUNNING' "
+                "LIMIT 1",
+                study=study._study_id,
+            )
+        )
+    return bool(running(study, storage))
 
 
 def count_states(study: optuna.Study, storage: BaseStorage) -> Counter[TrialState]:

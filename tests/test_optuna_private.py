@@ -1,9 +1,10 @@
 """Optuna's private members that mlpsearch uses: still there, and still meaning the same.
 
 Optuna offers no public way to read a trial's storage id, a study's id, a journal storage's
-backend or the RDB heartbeat's stale trials, so the search layer uses ``_trial_id``,
-``_study_id``, ``_backend`` and ``_get_stale_trial_ids``. pyproject bounds Optuna to the
-versions tested here; on a new Optuna, these tests say which member moved.
+backend or the RDB heartbeat's stale trials, nor to tell a trial without reading it back, so
+the search layer uses ``_trial_id``, ``_study_id``, ``_backend``, ``_get_stale_trial_ids`` and
+``_tell._tell_with_warning``. pyproject bounds Optuna to the versions tested here; on a new
+Optuna, these tests say which member moved.
 
 The first test reads the source of the search layer: any other ``obj._name`` of an object that
 is not ours must be added to ``OPTUNA_PRIVATE`` below, with a check.
@@ -84,7 +85,26 @@ def check_stale_trial_ids(tmp_path: Path) -> None:
     assert storage.get_trial(quiet_id).state == TrialState.RUNNING
 
 
+def check_tell(tmp_path: Path) -> None:
+    """``optuna.study._tell._tell_with_warning(study, trial, value, state, skip_if_finished)``:
+    what ``Study.tell`` does before reading the trial back (mlpsearch.workers)."""
+    from optuna.study import _tell
+
+    for storage in storages(tmp_path):
+        study = optuna.create_study(storage=storage, study_name="s")
+        trial = study.ask()
+        _tell._tell_with_warning(study, trial, 0.5, None, skip_if_finished=True)
+        assert study.trials[0].state == TrialState.COMPLETE and study.trials[0].value == 0.5
+        _tell._tell_with_warning(study, trial, 0.7, None, skip_if_finished=True)  # skipped
+        pruned = study.ask()
+        _tell._tell_with_warning(study, pruned, None, TrialState.PRUNED, skip_if_finished=True)
+        assert [t.value for t in study.trials] == [0.5, None]
+        assert study.trials[1].state == TrialState.PRUNED
+
+
 OPTUNA_PRIVATE: dict[str, Callable[[Path], None]] = {
+    "_tell": check_tell,
+    "_tell_with_warning": check_tell,
     "_trial_id": check_trial_id,
     "_study_id": check_study_id,
     "_backend": check_backend,
