@@ -151,6 +151,7 @@ def plan(
     elif exp.study.sampler == "qmc":
         configs = qmc_configs(exp, n_trials)
     taken = _taken_slots(study)
+    new = []
     for slot in range(n_trials):
         if slot in taken:
             continue
@@ -161,26 +162,22 @@ def plan(
         else:
             params = {}  # TPE samples in the worker, knowing the trials before
         seed = space.slot_seed(exp.study.seed, slot)
-        enqueue(exp, study, params, {trials.SLOT: slot, trials.SEED: seed})
+        new.append(waiting(exp, params, {trials.SLOT: slot, trials.SEED: seed}))
+    queries.enqueue(study, storage, new)
     return max(n_trials, max(taken, default=-1) + 1)
 
 
-def enqueue(
-    exp: Experiment, study: optuna.Study, params: dict[str, Any], user_attrs: dict[str, Any]
-) -> None:
+def waiting(
+    exp: Experiment, params: dict[str, Any], user_attrs: dict[str, Any]
+) -> optuna.trial.FrozenTrial:
     """A WAITING trial holding ``params`` already (as Optuna's retry of a stale trial makes
-    one): created in one storage write, where ``enqueue_trial`` would leave each parameter to
-    a write of its own in the worker. TPE's trials (no ``params``) are enqueued plainly."""
-    if not params:
-        study.enqueue_trial({}, user_attrs=user_attrs)
-        return
-    study.add_trial(
-        optuna.trial.create_trial(
-            state=TrialState.WAITING,
-            params=params,
-            distributions=space.distributions(exp, params),
-            user_attrs=user_attrs,
-        )
+    one), so that the worker writes no parameter when it suggests them (enqueue_trial's
+    fixed parameters would be written one by one then)."""
+    return optuna.trial.create_trial(
+        state=TrialState.WAITING,
+        params=params,
+        distributions=space.distributions(exp, params),
+        user_attrs=user_attrs,
     )
 
 

@@ -222,3 +222,37 @@ def test_a_trial_writes_little_and_the_same_whatever_the_study(
     else:
         assert max(c["statements"] for c in costs) <= MAX_STATEMENTS, costs
         assert max(c["commits"] for c in costs) <= MAX_COMMITS, costs
+
+
+def test_planning_on_postgres_is_one_transaction_that_reads_as_optunas_own(
+    postgres, tmp_path, make_experiment
+):
+    """plan() writes its trials in one transaction on PostgreSQL (Optuna's API elsewhere):
+    the trials read back exactly as those planned through Optuna's API, extending a study
+    numbers the new trials after the old, and a worker writes none of their parameters."""
+    from mlpsearch.study import open_study, plan
+
+    small, large = (make_experiment("plan", n_trials=n, epochs=1) for n in (7, 30))
+    read = {}
+    for kind, url in (
+        ("postgres", postgres.url(postgres.create_database())),
+        ("journal", f"journal:{tmp_path / 'journal.log'}"),
+    ):
+        storage = open_storage(url)
+        study = open_study(small, storage)
+        plan(small, study, storage, echo=lambda line: None)
+        seen = Counter()
+        if kind == "postgres":
+            sqlalchemy.event.listen(
+                storage.engine, "before_cursor_execute", lambda *a: seen.update(["statements"])
+            )
+        plan(large, study, storage, echo=lambda line: None)  # extended: 23 more
+        if kind == "postgres":
+            assert seen["statements"] <= 40, seen  # not one transaction per trial
+        read[kind] = [
+            (t.number, t.state, t.params, t.distributions, t.user_attrs, t.system_attrs)
+            for t in study.get_trials()
+        ]
+    assert [r[0] for r in read["postgres"]] == list(range(30))
+    assert [r[4]["slot"] for r in read["postgres"]] == list(range(30))
+    assert read["postgres"] == read["journal"]
