@@ -87,10 +87,13 @@ PLOTS = {
 # --- writing ---------------------------------------------------------------------------------
 
 
-def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
-    """Draw every plot of :data:`PLOTS` into ``folder`` (created); the files, in that order."""
+def write_plots(
+    study: optuna.Study, folder: Path, trials: Sequence[TrialRecord] | None = None
+) -> list[Path]:
+    """Draw every plot of :data:`PLOTS` into ``folder`` (created); the files, in that order.
+    ``trials``: the study's records, if already read."""
     folder.mkdir(parents=True, exist_ok=True)
-    makers = _makers(study)
+    makers = _makers(study, trials)
     paths = []
     for stem in PLOTS:
         path = folder / f"{stem}.png"
@@ -116,9 +119,11 @@ def figure(study: optuna.Study, name: str) -> Figure:
     return fig
 
 
-def _makers(study: optuna.Study) -> dict[str, Callable[[], Figure]]:
+def _makers(
+    study: optuna.Study, trials: Sequence[TrialRecord] | None = None
+) -> dict[str, Callable[[], Figure]]:
     """One function per plot of :data:`PLOTS`, drawing it from ``study``'s trials."""
-    trials = records(study)
+    trials = records(study) if trials is None else trials
     name = study.study_name
     return {
         "gap": lambda: gap_figure(trials, name),
