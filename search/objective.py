@@ -74,18 +74,23 @@ class Objective:
                 callback=on_epoch,
             )
         except optuna.TrialPruned as err:
-            trials.store_epochs(trial, records, time.perf_counter() - started)
-            trials.store_pruned(trial, str(err))
+            trials.store_end(trial, records, time.perf_counter() - started, pruned=str(err))
             raise
         except Diverged as err:
-            trials.store_epochs(trial, records, time.perf_counter() - started)
-            trials.store_failure(trial, f"diverged: {err}")
+            trials.store_end(
+                trial, records, time.perf_counter() - started, failure=f"diverged: {err}"
+            )
             raise
         except Exception as err:
-            trials.store_epochs(trial, records, time.perf_counter() - started)
-            trials.store_failure(trial, f"{type(err).__name__}: {err}", traceback.format_exc())
+            trials.store_end(
+                trial,
+                records,
+                time.perf_counter() - started,
+                failure=f"{type(err).__name__}: {err}",
+                traceback=traceback.format_exc(),
+            )
             raise
-        trials.store_epochs(trial, history.records, time.perf_counter() - started)
+        trials.store_end(trial, history.records, time.perf_counter() - started)
         return float(history.best_val_error)
 
 

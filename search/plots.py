@@ -33,6 +33,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
+from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import (  # noqa: E402
@@ -97,10 +98,13 @@ PLOTS = {
 # --- writing ---------------------------------------------------------------------------------
 
 
-def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
-    """Draw every plot of :data:`PLOTS` into ``folder`` (created); the files, in that order."""
+def write_plots(
+    study: optuna.Study, folder: Path, trials: Sequence[TrialRecord] | None = None
+) -> list[Path]:
+    """Draw every plot of :data:`PLOTS` into ``folder`` (created); the files, in that order.
+    ``trials``: the study's records, if already read."""
     folder.mkdir(parents=True, exist_ok=True)
-    makers = _makers(study)
+    makers = _makers(study, trials)
     paths = []
     for stem in PLOTS:
         path = folder / f"{stem}.png"
@@ -126,9 +130,11 @@ def figure(study: optuna.Study, name: str) -> Figure:
     return fig
 
 
-def _makers(study: optuna.Study) -> dict[str, Callable[[], Figure]]:
+def _makers(
+    study: optuna.Study, trials: Sequence[TrialRecord] | None = None
+) -> dict[str, Callable[[], Figure]]:
     """One function per plot of :data:`PLOTS`, drawing it from ``study``'s trials."""
-    trials = records(study)
+    trials = records(study) if trials is None else trials
     name = study.study_name
     ranked = confirm.ranked(trials)  # the top table's order: confirmed configurations first
     by_number = {t.number: t for t in trials}
@@ -583,8 +589,11 @@ def parallel_figure(trials: Sequence[TrialRecord], name: str) -> Figure:
     coloured = min(PARALLEL_COLOURED, len(complete))
     norm = matplotlib.colors.Normalize(0, max(coloured - 1, 1))
     x = np.arange(len(columns))
-    for rank in range(len(complete) - 1, coloured - 1, -1):  # the rest, faint, behind
-        ax.plot(x, positions[rank], color="0.6", lw=0.8, alpha=0.25, zorder=1)
+    behind = range(len(complete) - 1, coloured - 1, -1)  # the rest, faint, worst first
+    if behind:  # one collection: thousands of lines draw in a blink
+        lines = [np.column_stack([x, positions[r]]) for r in behind]
+        grey = LineCollection(lines, colors="0.6", linewidths=0.8, alpha=0.25, zorder=1)
+        ax.add_collection(grey)
     for rank in range(coloured - 1, -1, -1):  # complete is sorted best first
         ax.plot(x, positions[rank], color=cmap(norm(rank)), lw=1.8, alpha=0.95, zorder=2)
     for i, (_, ticks) in enumerate(columns):

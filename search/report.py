@@ -61,12 +61,12 @@ def write_report(
     """
     folder.mkdir(parents=True, exist_ok=True)
     with staging(folder) as stage:
-        write_trials_csv(study, stage / "trials.csv")
-        trials = records(study)
+        trials = records(study)  # read once: a study may hold many thousands
+        write_trials_csv(study, stage / "trials.csv", trials)
         table = top_trials(trials, top)
         facts = summary(study, trials, folder)
-        staged = write_plots(study, stage / "plots")
-        write_atomic(stage / "report.html", render_html(study, facts, table, staged))
+        staged = write_plots(study, stage / "plots", trials)
+        write_atomic(stage / "report.html", render_html(study, facts, table, staged, trials))
         (folder / "plots").mkdir(exist_ok=True)
         plots = [folder / "plots" / p.name for p in staged]
         for src, dst in zip(staged, plots, strict=True):
@@ -74,7 +74,7 @@ def write_report(
         csv, page = folder / "trials.csv", folder / "report.html"
         os.replace(stage / "trials.csv", csv)
         os.replace(stage / "report.html", page)
-        write_summary(study, folder)
+        write_summary(study, folder, trials)
 
     width = max(len(k) for k, _ in facts)
     for key, value in facts:
@@ -113,7 +113,7 @@ def summary(
     study: optuna.Study, trials: Sequence[TrialRecord], folder: Path | None = None
 ) -> list[tuple[str, str]]:
     """(label, value) lines describing the study: its setup, its trials, its best trial."""
-    digest = study_summary(study, folder)
+    digest = study_summary(study, folder, trials)
     facts = [("study", study.study_name)]
     exp = stored_experiment(study, required=False)
     if exp is not None:
@@ -248,11 +248,13 @@ def render_html(
     facts: list[tuple[str, str]],
     table: pd.DataFrame,
     plots: list[Path],
+    trials: Sequence[TrialRecord] | None = None,
 ) -> str:
     """One self-contained page: summary, top-trials table, every plot (embedded), experiment."""
     e = html.escape
     name = study.study_name
-    rows_seen = {r.val_rows for r in records(study)} - {None}
+    trials = records(study) if trials is None else trials
+    rows_seen = {r.val_rows for r in trials} - {None}
     val_note = (
         f"sqrt(p(1-p)/n) on the {rows_seen.pop():,} validation examples"
         if len(rows_seen) == 1

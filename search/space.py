@@ -120,6 +120,25 @@ def suggest(trial: Any, space: dict[str, Spec]) -> dict[str, Any]:
     return values
 
 
+def distributions(exp: Experiment, params: dict[str, Any]) -> dict[str, Any]:
+    """The Optuna distribution of each of ``params`` (drawn here), as :func:`suggest` declares
+    it: a trial created with them already holds its parameters, so suggesting writes nothing."""
+    import optuna.distributions as od
+
+    out = {}
+    for name in params:
+        spec = layer_units(exp.space, int(name[6:])) if name.startswith("units_") else None
+        spec = spec or exp.space[name]
+        if isinstance(spec, Choice):
+            out[name] = od.CategoricalDistribution(list(spec.values))
+        elif spec.is_int:
+            step = int(spec.step or 1)
+            out[name] = od.IntDistribution(int(spec.low), int(spec.high), log=spec.log, step=step)
+        else:
+            out[name] = od.FloatDistribution(spec.low, spec.high, log=spec.log, step=spec.step)
+    return out
+
+
 def _suggest_one(trial: Any, name: str, spec: Spec) -> Any:
     if isinstance(spec, Fixed):
         return spec.value

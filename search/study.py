@@ -151,6 +151,7 @@ def plan(
     elif exp.study.sampler == "qmc":
         configs = qmc_configs(exp, n_trials)
     taken = _taken_slots(study)
+    new = []
     for slot in range(n_trials):
         if slot in taken:
             continue
@@ -161,8 +162,23 @@ def plan(
         else:
             params = {}  # TPE samples in the worker, knowing the trials before
         seed = space.slot_seed(exp.study.seed, slot)
-        study.enqueue_trial(params, user_attrs={trials.SLOT: slot, trials.SEED: seed})
+        new.append(waiting(exp, params, {trials.SLOT: slot, trials.SEED: seed}))
+    queries.enqueue(study, storage, new)
     return max(n_trials, max(taken, default=-1) + 1)
+
+
+def waiting(
+    exp: Experiment, params: dict[str, Any], user_attrs: dict[str, Any]
+) -> optuna.trial.FrozenTrial:
+    """A WAITING trial holding ``params`` already (as Optuna's retry of a stale trial makes
+    one), so that the worker writes no parameter when it suggests them (enqueue_trial's
+    fixed parameters would be written one by one then)."""
+    return optuna.trial.create_trial(
+        state=TrialState.WAITING,
+        params=params,
+        distributions=space.distributions(exp, params),
+        user_attrs=user_attrs,
+    )
 
 
 def size(exp: Experiment, study: optuna.Study) -> int:

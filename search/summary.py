@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +59,13 @@ def binomial_se(p: float, n: int | None) -> float | None:
     return math.sqrt(p * (1.0 - p) / n)
 
 
-def study_summary(study: optuna.Study, folder: Path | None = None) -> dict[str, Any]:
-    trials = stored.records(study)
+def study_summary(
+    study: optuna.Study,
+    folder: Path | None = None,
+    trials: Sequence[stored.TrialRecord] | None = None,
+) -> dict[str, Any]:
+    """What ``summary.json`` holds (``trials``: the study's records, if already read)."""
+    trials = stored.records(study) if trials is None else trials
     searched = confirm.search_trials(trials)
     counts: dict[str, Any] = outcomes.counts(searched)
     counts["confirmations"] = sum(
@@ -86,9 +92,11 @@ def study_summary(study: optuna.Study, folder: Path | None = None) -> dict[str, 
     return {"study": study.study_name, "counts": counts, "best": best}
 
 
-def write_summary(study: optuna.Study, folder: Path) -> dict[str, Any]:
+def write_summary(
+    study: optuna.Study, folder: Path, trials: Sequence[stored.TrialRecord] | None = None
+) -> dict[str, Any]:
     """Write ``folder/summary.json`` (whole or not at all); returns what it wrote."""
-    summary = study_summary(study, folder)
+    summary = study_summary(study, folder, trials)
     write_atomic(folder / SUMMARY_FILE, json.dumps(summary, indent=2, sort_keys=False) + "\n")
     return summary
 

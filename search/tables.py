@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import optuna
@@ -10,7 +11,7 @@ import pandas as pd
 from mlpsearch import confirm, outcomes
 from mlpsearch.engine.files import write_atomic
 from mlpsearch.summary import binomial_se
-from mlpsearch.trials import records
+from mlpsearch.trials import TrialRecord, records
 
 RESULT_COLUMNS = [
     "train_error",
@@ -23,7 +24,7 @@ RESULT_COLUMNS = [
 ]
 
 
-def trials_frame(study: optuna.Study) -> pd.DataFrame:
+def trials_frame(study: optuna.Study, trials: Sequence[TrialRecord] | None = None) -> pd.DataFrame:
     """One row per trial: number, state, parameters, errors, epochs, dead units, seed, reason.
 
     ``outcome`` names how it ended (``interrupted (re-run as trial N)``, see
@@ -32,10 +33,10 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     confirmed search trial has ``seeds_mean``, ``seeds_std`` and ``n_seeds`` over its seeds.
 
     ``dead_fraction`` is the largest per-layer fraction of dead hidden units at the last epoch;
-    ``dead_fraction_layers`` lists them all.
+    ``dead_fraction_layers`` lists them all. ``trials``: the study's records, if already read.
     """
     rows = []
-    trials = records(study)
+    trials = records(study) if trials is None else trials
     retries = outcomes.retried_as(trials)
     found = confirm.estimates(trials)
     for r in trials:
@@ -71,8 +72,10 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     return frame[head + params + rest].sort_values("number").reset_index(drop=True)
 
 
-def write_trials_csv(study: optuna.Study, path: Path) -> pd.DataFrame:
+def write_trials_csv(
+    study: optuna.Study, path: Path, trials: Sequence[TrialRecord] | None = None
+) -> pd.DataFrame:
     """Write :func:`trials_frame` to ``path`` atomically; returns the frame."""
-    frame = trials_frame(study)
+    frame = trials_frame(study, trials)
     write_atomic(path, lambda f: frame.to_csv(f, index=False, float_format="%.6g"))
     return frame

@@ -1,9 +1,12 @@
 """The stored trial: what the objective writes on an Optuna trial, and the one record every
 reader gets back.
 
-Writing: the objective calls :func:`training_seed`, :func:`store_start`, :func:`store_epochs`,
-:func:`store_pruned` and :func:`store_failure`; the attribute names they use are declared once,
-below, and nowhere else.
+Writing: the objective calls :func:`training_seed`, :func:`store_start` and :func:`store_end`
+(the worker :func:`store_failure` where the objective could not); the attribute names they use
+are declared once, below, and nowhere else. Each storage write is a database transaction (or a
+journal line), so a trial writes two user attributes, each one compact JSON table: ``start``
+before training (what and where) and ``result`` at the end (curves, best epoch, reason).
+:func:`attrs` gives them back by their names, as older studies stored them one attribute each.
 
 Reading: :meth:`TrialRecord.from_frozen` turns an Optuna ``FrozenTrial`` into a frozen, typed
 :class:`TrialRecord`, checking every stored value on the way: a value that is missing where it
@@ -36,8 +39,13 @@ from mlpsearch.space import slot_seed
 
 # --- the stored attributes, declared once ----------------------------------------------------
 
-# Trial user attributes. The runner enqueues SLOT and SEED with the trial; the objective
-# writes the others.
+# Trial user attributes. The runner enqueues SLOT and SEED with the trial (and a confirmation
+# trial CONFIRM_OF and CONFIRM_SEED); liveness writes FAIL_REASON and INTERRUPTED when it stops a
+# trial from outside. What the objective measures is named below but stored inside two tables,
+# START and RESULT (store_start, store_end); older studies hold each name as an attribute of its
+# own, and attrs() reads both layouts.
+START = "start"  # {CONFIG, HOST, PID, BLAS_THREADS, BLAS_KERNEL, ENGINE, NUMPY, VAL_ROWS}
+RESULT = "result"  # {SECONDS, BEST_EPOCH, CURVES, DEAD_FRACTION, PRUNE_REASON|FAIL_REASON,...}
 SLOT = "slot"  # int: the trial's index in the study; its configuration and seed derive from it
 SEED = "seed"  # int: the training seed (initial weights, minibatch order, dropout masks)
 CONFIG = "config"  # {"model": MLP keyword arguments, "train": TrainConfig keyword arguments}
@@ -47,10 +55,11 @@ BLAS_THREADS = "blas_threads"  # int: BLAS threads in force (bitwise reproductio
 BLAS_KERNEL = "blas_kernel"  # str: BLAS library, version, kernel ("openblas 0.3.30 Haswell")
 ENGINE = "engine"  # str: fingerprint of the engine's computing modules
 NUMPY = "numpy_version"  # str: numpy.__version__
-EPOCHS = "epochs"  # int: epochs run
 SECONDS = "seconds"  # float: training time
-TRAIN_ERROR, VAL_ERROR = "train_error", "val_error"  # float: at the last epoch run
 BEST_EPOCH = "best_epoch"  # int: 1-based epoch of the lowest validation error (the earliest)
+# Derived from the curves and BEST_EPOCH by attrs() (stored by older studies):
+EPOCHS = "epochs"  # int: epochs run
+TRAIN_ERROR, VAL_ERROR = "train_error", "val_error"  # float: at the last epoch run
 BEST_TRAIN_ERROR, BEST_VAL_ERROR = "best_train_error", "best_val_error"  # float: at it
 CURVES = {  # lists, one value per epoch (None where a loss was not finite)
     name: f"curve_{name}"
@@ -105,48 +114,73 @@ def store_start(
     engine: str,
     val_rows: int | None = None,
 ) -> None:
-    """What the trial trains and where, before its first epoch: the engine config, the host,
-    the process, the BLAS threads and kernel, the engine's fingerprint, the numpy version, and
-    how many validation examples measure it."""
+    """What the trial trains and where, before its first epoch (one write): the engine config,
+    the host, the process, the BLAS threads and kernel, the engine's fingerprint, the numpy
+    version, and how many validation examples measure it."""
+    start = {
+        CONFIG: config,
+        HOST: socket.gethostname(),
+        PID: os.getpid(),
+        BLAS_THREADS: blas_threads,
+        BLAS_KERNEL: blas_kernel,
+        ENGINE: engine,
+        NUMPY: np.__version__,
+    }
     if val_rows is not None:
-        trial.set_user_attr(VAL_ROWS, val_rows)
-    trial.set_user_attr(CONFIG, config)
-    trial.set_user_attr(HOST, socket.gethostname())
-    trial.set_user_attr(PID, os.getpid())
-    trial.set_user_attr(BLAS_THREADS, blas_threads)
-    trial.set_user_attr(BLAS_KERNEL, blas_kernel)
-    trial.set_user_attr(ENGINE, engine)
-    trial.set_user_attr(NUMPY, np.__version__)
+        start[VAL_ROWS] = val_rows
+    trial.set_user_attr(START, start)
 
 
-def store_epochs(trial: optuna.Trial, epochs: Sequence[EpochRecord], seconds: float) -> None:
-    """What the epochs run measured (all of them, however the trial ended)."""
-    attrs: dict[str, Any] = {EPOCHS: len(epochs), SECONDS: round(seconds, 3)}
+def store_end(
+    trial: optuna.Trial,
+    epochs: Sequence[EpochRecord],
+    seconds: float,
+    *,
+    pruned: str | None = None,
+    failure: str | None = None,
+    traceback: str | None = None,
+) -> None:
+    """What the epochs run measured, however the trial ended, and why it was pruned or failed
+    (``traceback`` for a failure that is a bug, not the trial's own): one write.
+
+    Errors are kept exact (a re-run is compared with them bit for bit); losses are rounded to
+    7 significant digits, times to 0.1 ms and dead fractions to 4 decimals.
+    """
+    result: dict[str, Any] = {SECONDS: round(seconds, 3)}
     if epochs:
         best = min(epochs, key=lambda r: (r.val_error, r.epoch))
-        last = epochs[-1]
-        attrs |= {
-            TRAIN_ERROR: last.train_error,
-            VAL_ERROR: last.val_error,
-            BEST_EPOCH: best.epoch,
-            BEST_TRAIN_ERROR: best.train_error,
-            BEST_VAL_ERROR: best.val_error,
-            **{key: [getattr(r, name) for r in epochs] for name, key in CURVES.items()},
-            DEAD_FRACTION: list(last.dead_fraction),
-        }
-    for key, value in attrs.items():
-        trial.set_user_attr(key, _finite(value))
-
-
-def store_pruned(trial: optuna.Trial, reason: str) -> None:
-    trial.set_user_attr(PRUNE_REASON, reason)
+        result[BEST_EPOCH] = best.epoch
+        for name, key in CURVES.items():
+            values = [getattr(r, name) for r in epochs]
+            if name.endswith("loss"):
+                values = [_round(v, "%.7g") for v in values]
+            elif name == "seconds":
+                values = [round(v, 4) for v in values]
+            result[key] = values
+        result[DEAD_FRACTION] = [round(d, 4) for d in epochs[-1].dead_fraction]
+    if pruned is not None:
+        result[PRUNE_REASON] = pruned
+    if failure is not None:
+        result[FAIL_REASON] = failure
+    if traceback is not None:
+        result[TRACEBACK] = traceback
+    trial.set_user_attr(RESULT, _finite(result))
 
 
 def store_failure(trial: optuna.Trial, reason: str, traceback: str | None = None) -> None:
-    """Why the trial failed; ``traceback`` for a failure that is a bug, not the trial's own."""
-    trial.set_user_attr(FAIL_REASON, reason)
-    if traceback is not None:
-        trial.set_user_attr(TRACEBACK, traceback)
+    """Why the trial failed, where the objective could not say it (one write)."""
+    result = {FAIL_REASON: reason} | ({TRACEBACK: traceback} if traceback is not None else {})
+    trial.set_user_attr(RESULT, result)
+
+
+def has_result(trial: optuna.Trial | FrozenTrial) -> bool:
+    """Whether the trial's end (a result, or a fail reason) is stored."""
+    stored = trial.user_attrs  # an optuna.Trial copies its attributes: read them once
+    return RESULT in stored or FAIL_REASON in stored
+
+
+def _round(value: float, form: str) -> float:
+    return float(form % value) if value == value and abs(value) != float("inf") else value
 
 
 def _finite(value: Any) -> Any:
@@ -155,7 +189,49 @@ def _finite(value: Any) -> Any:
         return value if value == value and abs(value) != float("inf") else None
     if isinstance(value, list):
         return [_finite(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
     return value
+
+
+# --- reading both layouts ----------------------------------------------------------------------
+
+
+def attrs(trial: FrozenTrial | optuna.Trial) -> dict[str, Any]:
+    """The trial's stored values by their names (CONFIG, SEED, BEST_VAL_ERROR, ...), whichever
+    layout stored them: the START and RESULT tables opened, the values derived from the
+    curves filled in, the attributes stored on their own (SLOT, SEED, a fail reason written
+    by liveness) taking precedence. A START or RESULT that is not a table is left as it is
+    (the record reports it)."""
+    stored = trial.user_attrs
+    flat: dict[str, Any] = {}
+    for key in (START, RESULT):
+        part = stored.get(key)
+        if isinstance(part, dict):
+            flat.update(part)
+    result = stored.get(RESULT)
+    if isinstance(result, dict):
+        flat.update(_derived(result))
+    flat.update(
+        (k, v) for k, v in stored.items() if k not in (START, RESULT) or not isinstance(v, dict)
+    )
+    return flat
+
+
+def _derived(result: dict[str, Any]) -> dict[str, Any]:
+    """EPOCHS and the errors at the last and the best epoch, from the curves of a RESULT."""
+    val, train = result.get(CURVES["val_error"]), result.get(CURVES["train_error"])
+    if val is None and train is None and SECONDS in result:  # ended before its first epoch
+        return {EPOCHS: 0}
+    if not isinstance(val, list) or not isinstance(train, list) or len(val) != len(train):
+        return {}
+    out: dict[str, Any] = {EPOCHS: len(val)}
+    if val:
+        out |= {TRAIN_ERROR: train[-1], VAL_ERROR: val[-1]}
+    best = result.get(BEST_EPOCH)
+    if _is_int(best) and 1 <= best <= len(val):
+        out |= {BEST_TRAIN_ERROR: train[best - 1], BEST_VAL_ERROR: val[best - 1]}
+    return out
 
 
 # --- the record --------------------------------------------------------------------------------
@@ -222,7 +298,9 @@ class TrialRecord:
         ``study`` names the study in messages.
         """
         where = f"trial {t.number}" + (f" of study {study!r}" if study else "")
-        read = _Reader(t.user_attrs, where)
+        read = _Reader(attrs(t), where)
+        for key in (START, RESULT):
+            read.table(key)
         complete = t.state == TrialState.COMPLETE
         curves = {
             name: read.numbers(key, complete and "error" in name) for name, key in CURVES.items()
@@ -339,6 +417,12 @@ class _Reader:
         if value is not None and not _is_number(value):
             self.fail(key, f"{_show(value)} is not a number")
         return value
+
+    def table(self, key: str) -> None:
+        """A START or RESULT that did not open (:func:`attrs` leaves it in place)."""
+        value = self.attrs.get(key)
+        if value is not None:
+            self.fail(key, f"{_show(value)} is not a table")
 
     def text(self, key: str) -> str | None:
         value = self._get(key, False)
@@ -468,6 +552,7 @@ def count_finished(study: optuna.Study) -> int:
     """
     trials = study.get_trials(deepcopy=False, states=FINISHED)
     return sum(
+        # a re-queued trial's reason is written by liveness, on its own
         not _requeued(t.state, str(t.user_attrs.get(FAIL_REASON, "")))
         and CONFIRM_OF not in t.user_attrs  # confirmations are not trials of the search
         for t in trials

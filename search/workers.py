@@ -9,7 +9,9 @@ on another machine) that died. Each worker's BLAS is held to its share of the co
 
 from __future__ import annotations
 
+import math
 import os
+import random
 import sys
 import threading
 import time
@@ -21,6 +23,7 @@ from typing import Any
 import optuna
 from joblib.externals.loky import get_reusable_executor
 from joblib.externals.loky.process_executor import BrokenProcessPool
+from optuna.samplers import BaseSampler
 from optuna.trial import TrialState
 
 from mlpsearch import queries, trials
@@ -39,7 +42,10 @@ from mlpsearch.threads import thread_env, worker_threads
 IDLE_POLL_SECONDS = 0.2  # how often an idle worker looks for re-queued trials
 PARENT_POLL_SECONDS = 0.5  # how often a worker looks whether its parent is still there
 WATCH_SECONDS = 0.25  # how often the parent looks at the storage while workers run
-LIVENESS_SECONDS = 1.0  # how often a worker looks for trials of dead workers (grace: 60 s)
+# How often the workers of one machine look for trials of dead workers (grace: 60 s): each of
+# its n_jobs workers every n_jobs seconds, their turns spread at random, so that a fleet of
+# many workers does not read the running trials many times a second.
+LIVENESS_SECONDS = 1.0
 
 # Killed workers leave semaphores that loky's resource tracker removes, with a warning on
 # stderr at exit that only says so; the tracker takes its warning filters from ours.
@@ -216,17 +222,18 @@ def _work(exp: Experiment, url: str, threads: int) -> int:
         check_same_data(study, data, "run trials of", record=False)
         objective = Objective(exp, data)
         ran = 0
-        checked = -LIVENESS_SECONDS
+        period = LIVENESS_SECONDS * max(1, exp.study.n_jobs)
+        checked = time.monotonic() - random.uniform(0, period)  # the first turn comes soon
         while True:
             _check_parent()
-            if time.monotonic() - checked >= LIVENESS_SECONDS:  # not before every short trial
+            if time.monotonic() - checked >= period:  # not before every short trial
                 fail_stale(study, storage)
                 checked = time.monotonic()
             trial_id = claim_waiting(study, storage)
             if trial_id is not None:
                 run_trial(study, storage, objective, trial_id)
                 ran += 1
-            elif queries.running(study, storage):
+            elif queries.any_running(study, storage):
                 time.sleep(IDLE_POLL_SECONDS)
             else:
                 return ran
@@ -264,15 +271,39 @@ def _run_claimed(
         raise
     except optuna.TrialPruned:
         heartbeat.stop()
-        study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
+        _tell_trial(storage, study, trial, state=TrialState.PRUNED)
     except (optuna.exceptions.UpdateFinishedTrialError, LockTimeout):
         heartbeat.stop()  # dropped, or the storage is stuck: not the trial's own failure
         raise
     except (Diverged, Exception) as err:  # the trial's own failure; the study goes on
         heartbeat.stop()
-        if trials.FAIL_REASON not in trial.user_attrs:  # raised before the objective could say
+        if not trials.has_result(trial):  # raised before the objective could say
             trials.store_failure(trial, f"{type(err).__name__}: {err}", traceback.format_exc())
-        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        _tell_trial(storage, study, trial, state=TrialState.FAIL)
     else:
         heartbeat.stop()
-        study.tell(trial, value, skip_if_finished=True)
+        _tell_trial(storage, study, trial, value)
+
+
+def _tell_trial(
+    storage: optuna.storages.BaseStorage,
+    study: optuna.Study,
+    trial: optuna.Trial,
+    value: float | None = None,
+    state: TrialState | None = None,
+) -> None:
+    """``study.tell(trial, value, state, skip_if_finished=True)`` without the reads of the
+    whole trial around it (Optuna's tell reads it before, for the sampler, and after, to
+    return it: twelve statements on RDB). A trial finished meanwhile raises
+    UpdateFinishedTrialError (:func:`run_trial` drops it)."""
+    if (
+        state is None
+        and value is not None
+        and math.isfinite(value)
+        and type(study.sampler).after_trial is BaseSampler.after_trial  # it would ignore it
+    ):
+        storage.set_trial_state_values(trial._trial_id, TrialState.COMPLETE, [value])
+        return
+    from optuna.study import _tell
+
+    _tell._tell_with_warning(study, trial, value, state, skip_if_finished=True)

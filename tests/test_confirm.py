@@ -66,12 +66,12 @@ def test_confirmation_trials_retrain_the_top_configurations_on_fresh_seeds(confi
         assert t.state == TrialState.COMPLETE
         assert t.params == of.params  # the same configuration ...
         assert t.user_attrs["seed"] != of.user_attrs["seed"]  # ... on a fresh seed
-        assert t.user_attrs["config"]["model"]["seed"] == t.user_attrs["seed"]
+        assert stored.attrs(t)["config"]["model"]["seed"] == t.user_attrs["seed"]
     seeds = [t.user_attrs["seed"] for t in extra]
     assert len(set(seeds)) == 4
     # disjoint from the seeds 'rerun --seeds 8' uses
     for t in top[:2]:
-        assert not set(fresh_seeds(t.user_attrs["config"], 8)) & set(seeds)
+        assert not set(fresh_seeds(stored.attrs(t)["config"], 8)) & set(seeds)
 
 
 def test_best_is_the_lowest_mean_over_seeds(confirmed):
@@ -191,7 +191,7 @@ def test_report_shows_confirmed_means_noise_and_rewrites_summary(confirmed, tmp_
     # an unconfirmed trial carries the binomial standard error of its validation error
     single = table[table["search seed"] == ""].iloc[0]
     t = result.study.trials[int(single["trial"])]
-    se = binomial_se(t.value, t.user_attrs["val_rows"])
+    se = binomial_se(t.value, stored.attrs(t)["val_rows"])
     assert single["val error"] == f"{t.value:.2%} ± {se:.2%}"
     html = (folder / "report.html").read_text()
     assert "within noise" in html and f"{est.mean:.2%} ± {est.std:.2%} (n=3)" in html

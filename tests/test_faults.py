@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 from mlpsearch.liveness import fail_stale
 from mlpsearch.storage import open_storage
 from mlpsearch.study import planning_lock
+from mlpsearch.trials import attrs
 
 
 def values(study: optuna.Study) -> dict[int, float]:
@@ -253,8 +254,8 @@ def test_exception_inside_a_trial_is_stored_with_its_traceback(tmp_path, cli, lo
         big = t.params["units_1"] == t.params["units_2"] == 60000
         assert (t.state == TrialState.FAIL) == big
     for t in failed:
-        assert t.user_attrs["fail_reason"].startswith("MemoryError: Unable to allocate")
-        tb = t.user_attrs["traceback"]
+        assert attrs(t)["fail_reason"].startswith("MemoryError: Unable to allocate")
+        tb = attrs(t)["traceback"]
         assert tb.startswith("Traceback (most recent call last):") and "MemoryError" in tb
         assert "objective.py" in tb
     assert "failed    MemoryError" in r.stdout  # the progress line says why
@@ -337,7 +338,7 @@ def test_two_runs_started_together_on_one_journal(
     study = load_study(f"journal:{journal}", "pair")
     assert len(study.trials) == 8  # nothing enqueued twice
     assert complete_slots(study) == list(range(8))
-    assert {tree.get(t.user_attrs["pid"]) for t in study.trials} == {p.pid for p in procs}
+    assert {tree.get(attrs(t)["pid"]) for t in study.trials} == {p.pid for p in procs}
 
 
 @pytest.mark.slow

@@ -1,9 +1,11 @@
 """Optuna's private members that mlpsearch uses: still there, and still meaning the same.
 
 Optuna offers no public way to read a trial's storage id, a study's id, a journal storage's
-backend or the RDB heartbeat's stale trials, so the search layer uses ``_trial_id``,
-``_study_id``, ``_backend`` and ``_get_stale_trial_ids``. pyproject bounds Optuna to the
-versions tested here; on a new Optuna, these tests say which member moved.
+backend or the RDB heartbeat's stale trials, to read several given trials at once, nor to tell
+a trial without reading it back, so the search layer uses ``_trial_id``, ``_study_id``,
+``_backend``, ``_get_stale_trial_ids``, ``_get_trials`` and ``_tell._tell_with_warning``.
+pyproject bounds Optuna to the versions tested here; on a new Optuna, these tests say which
+member moved.
 
 The first test reads the source of the search layer: any other ``obj._name`` of an object that
 is not ours must be added to ``OPTUNA_PRIVATE`` below, with a check.
@@ -84,7 +86,41 @@ def check_stale_trial_ids(tmp_path: Path) -> None:
     assert storage.get_trial(quiet_id).state == TrialState.RUNNING
 
 
+def check_tell(tmp_path: Path) -> None:
+    """``optuna.study._tell._tell_with_warning(study, trial, value, state, skip_if_finished)``:
+    what ``Study.tell`` does before reading the trial back (mlpsearch.workers)."""
+    from optuna.study import _tell
+
+    for storage in storages(tmp_path):
+        study = optuna.create_study(storage=storage, study_name="s")
+        trial = study.ask()
+        _tell._tell_with_warning(study, trial, 0.5, None, skip_if_finished=True)
+        assert study.trials[0].state == TrialState.COMPLETE and study.trials[0].value == 0.5
+        _tell._tell_with_warning(study, trial, 0.7, None, skip_if_finished=True)  # skipped
+        pruned = study.ask()
+        _tell._tell_with_warning(study, pruned, None, TrialState.PRUNED, skip_if_finished=True)
+        assert [t.value for t in study.trials] == [0.5, None]
+        assert study.trials[1].state == TrialState.PRUNED
+
+
+def check_get_trials(tmp_path: Path) -> None:
+    """``RDBStorage._get_trials(study_id, states, included_trial_ids, trial_id_greater_than)``:
+    the trials in ``states`` among ``included_trial_ids`` (those not above the bound) and
+    above the bound, by id (mlpsearch.queries.FinishedTrials)."""
+    storage = RDBStorage(f"sqlite:///{tmp_path / 'get.db'}")
+    study = optuna.create_study(storage=storage, study_name="s")
+    ids = [storage.create_new_trial(study._study_id) for _ in range(5)]  # RUNNING
+    for i in ids[:4]:
+        storage.set_trial_state_values(i, TrialState.COMPLETE, [1.0])
+    got = storage._get_trials(study._study_id, (TrialState.COMPLETE,), {ids[0], ids[2]}, ids[2])
+    assert [t._trial_id for t in got] == [ids[0], ids[2], ids[3]]
+    assert got[0].values == [1.0] and got[0].state == TrialState.COMPLETE
+
+
 OPTUNA_PRIVATE: dict[str, Callable[[Path], None]] = {
+    "_get_trials": check_get_trials,
+    "_tell": check_tell,
+    "_tell_with_warning": check_tell,
     "_trial_id": check_trial_id,
     "_study_id": check_study_id,
     "_backend": check_backend,

@@ -16,6 +16,7 @@ from mlpsearch.config import load_experiment
 from mlpsearch.liveness import BEAT_KEY, WORKER_KEY
 from mlpsearch.storage import open_storage
 from mlpsearch.study import open_study, plan, planning_lock
+from mlpsearch.trials import attrs
 from mlpsearch.workers import claim_waiting
 
 pytestmark = pytest.mark.slow  # every test here runs studies in subprocesses on a server
@@ -74,7 +75,7 @@ def test_two_runs_started_together_enqueue_each_slot_once(
     study = load_study(url, "together")
     assert len(study.trials) == 8  # nothing enqueued twice
     assert_every_slot_complete_once(study, 8)
-    machines = {tree.get(t.user_attrs["pid"]) for t in study.trials}
+    machines = {tree.get(attrs(t)["pid"]) for t in study.trials}
     assert machines == {p.pid for p in procs}  # both machines took trials
     for i in (1, 2):  # each machine's table shows the whole study
         assert len((tmp_path / f"m{i}" / "together" / "trials.csv").read_text().splitlines()) == 9
@@ -145,7 +146,7 @@ def test_worker_killed_mid_trial_is_taken_over(
     assert "died" in killed.user_attrs["fail_reason"]
     retry = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number]
     assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
-    assert retry[0].params == killed.system_attrs["fixed_params"]  # the slot's configuration
+    assert retry[0].params == killed.params  # the slot's configuration
     assert victim.params.items() <= retry[0].params.items()  # (seen perhaps mid-suggest)
     assert retry[0].user_attrs["seed"] == victim.user_attrs["seed"]
     assert "fail_reason" not in retry[0].user_attrs
@@ -186,7 +187,7 @@ def test_trial_of_a_silent_machine_is_taken_over(
     )
     retry = [t for t in study.trials if t.system_attrs.get("failed_trial") == silent.number]
     assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
-    assert retry[0].params == silent.system_attrs["fixed_params"]  # as enqueued for its slot
+    assert retry[0].params == silent.params  # as enqueued for its slot
     assert retry[0].user_attrs["seed"] == silent.user_attrs["seed"]
     assert WORKER_KEY in retry[0].system_attrs  # its own worker's, not machine B's
     assert not retry[0].system_attrs[WORKER_KEY].startswith("machine-b:")

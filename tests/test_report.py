@@ -12,6 +12,7 @@ import pytest
 
 from mlpsearch.cli import main
 from mlpsearch.plots import PLOTS, write_plots
+from mlpsearch.trials import attrs
 
 REQUIRED_COLUMNS = [
     "number",
@@ -52,7 +53,7 @@ def test_csv_has_one_row_per_trial_with_every_column(
     for t in study.trials:
         row = frame.loc[frame["number"] == t.number].iloc[0]
         assert row["state"] == t.state.name
-        assert row["best_val_error"] == pytest.approx(t.user_attrs["best_val_error"], rel=1e-5)
+        assert row["best_val_error"] == pytest.approx(attrs(t)["best_val_error"], rel=1e-5)
         assert row["seed"] == t.user_attrs["seed"]
 
 

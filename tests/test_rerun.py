@@ -15,7 +15,7 @@ from mlpsearch.config import load_experiment
 from mlpsearch.engine import MLP
 from mlpsearch.rerun import fresh_seeds, rerun, standalone_toml
 from mlpsearch.single import fixed_config, train_experiment
-from mlpsearch.trials import TrialRecord, stored_experiment
+from mlpsearch.trials import TrialRecord, attrs, stored_experiment
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
@@ -30,11 +30,9 @@ def test_rerun_reproduces_the_stored_validation_error_exactly(tiny_study, capsys
     assert f"trial {best.number} of {tiny_study.name}" in out
     assert "reproduced exactly" in out
     model = MLP.load(tiny_study / "best_model.npz")
-    assert model.layer_sizes == best.user_attrs["config"]["model"]["layer_sizes"]
+    assert model.layer_sizes == attrs(best)["config"]["model"]["layer_sizes"]
     # the saved model is the best epoch's, not the last one's
-    assert _val_error(model, tiny_study) == pytest.approx(
-        best.user_attrs["best_val_error"], abs=1e-12
-    )
+    assert _val_error(model, tiny_study) == pytest.approx(attrs(best)["best_val_error"], abs=1e-12)
 
 
 def _val_error(model: MLP, tiny_study: Path) -> float:
@@ -79,14 +77,14 @@ def test_best_toml_round_trips_through_mlpsearch_train(tiny_study, tmp_path, loa
 
     # in process: the very same validation error, with the file's [train] seed
     run = train_experiment(load_experiment(path))
-    assert run.history.best_val_error == best.user_attrs["best_val_error"]
-    assert run.history.val_error == best.user_attrs["curve_val_error"]
+    assert run.history.best_val_error == attrs(best)["best_val_error"]
+    assert run.history.val_error == attrs(best)["curve_val_error"]
 
     # and through the command line, in a fresh process, with no study around
     save = tmp_path / "model.npz"
     done = cli("train", str(path), "--save", str(save), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert f"validation error {best.user_attrs['best_val_error']:.4f}" in done.stdout
+    assert f"validation error {attrs(best)['best_val_error']:.4f}" in done.stdout
     assert save.is_file()
 
 
@@ -106,8 +104,8 @@ def test_fresh_seeds_give_a_mean_and_a_spread(tiny_study, capsys, load_study):
     assert main(["rerun", str(tiny_study), "--seeds", "3"]) == 0
     out = capsys.readouterr().out
     assert "3 fresh seeds: validation error mean" in out and "std" in out
-    seeds = fresh_seeds(best.user_attrs["config"], 3)
-    assert seeds == fresh_seeds(best.user_attrs["config"], 3)  # derived, not random
+    seeds = fresh_seeds(attrs(best)["config"], 3)
+    assert seeds == fresh_seeds(attrs(best)["config"], 3)  # derived, not random
     assert len(set(seeds)) == 3 and best.user_attrs["seed"] not in seeds
     assert all(str(s) in out for s in seeds)
 
@@ -118,7 +116,7 @@ def test_final_trains_on_train_and_validation_and_reports_the_test_error(tiny_st
     result = rerun(study, tiny_study, final=True, echo=lambda s: None)
     assert result.test_error is not None and 0.0 <= result.test_error < 0.5
     model = MLP.load(result.files["final_model"])
-    assert model.layer_sizes == best.user_attrs["config"]["model"]["layer_sizes"]
+    assert model.layer_sizes == attrs(best)["config"]["model"]["layer_sizes"]
     assert result.files["final_model"] == tiny_study / "final_model.npz"
 
 
@@ -160,7 +158,7 @@ def test_standalone_toml_describes_exactly_each_trials_config(tiny_study, load_s
         path = tiny_study / f"check_{t.number}.toml"
         path.write_text(standalone_toml(study, record, stored_experiment(study)))
         exp = load_experiment(path)
-        assert fixed_config(exp, data, exp.train["seed"]) == t.user_attrs["config"], t.number
+        assert fixed_config(exp, data, exp.train["seed"]) == attrs(t)["config"], t.number
 
 
 def test_train_seed_falls_back_to_the_study_seed(tiny_study, tmp_path, load_study):

@@ -9,6 +9,7 @@ from optuna.trial import TrialState
 
 from mlpsearch.config import PRUNERS, SAMPLERS
 from mlpsearch.runner import run_study
+from mlpsearch.trials import attrs
 
 # Choice lists only: every sampler takes them, the grid sampler nothing else.
 SPACE = {
@@ -42,7 +43,7 @@ def test_sampler_contract(sampler, tmp_path, make_experiment):
         assert layers in SPACE["hidden_layers"] and set(units) <= set(SPACE["units"])
         assert t.params["activation"] in SPACE["activation"]
         assert t.params["learning_rate"] in SPACE["learning_rate"]
-        assert t.user_attrs["config"]["model"]["layer_sizes"][1:-1] == units
+        assert attrs(t)["config"]["model"]["layer_sizes"][1:-1] == units
     again = run_study(exp, tmp_path / "again", echo=lambda line: None).study
     assert by_slot(again) == by_slot(first)
 
@@ -60,13 +61,13 @@ def test_pruner_contract(pruner, tmp_path, make_experiment):
     assert sorted(t.user_attrs["slot"] for t in trials) == list(range(10))
     for t in trials:
         assert t.state in (TrialState.COMPLETE, TrialState.PRUNED), t.state
-        curve = t.user_attrs["curve_val_error"]
+        curve = attrs(t)["curve_val_error"]
         assert t.intermediate_values == {e: v for e, v in enumerate(curve, start=1)}
         if t.state == TrialState.COMPLETE:
             assert len(curve) == epochs and t.value == min(curve)
         else:  # stopped at any epoch, the last one included
             assert 1 <= len(curve) <= epochs
-            assert t.user_attrs["prune_reason"].startswith(f"pruned at epoch {len(curve)}:")
+            assert attrs(t)["prune_reason"].startswith(f"pruned at epoch {len(curve)}:")
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     if pruner == "none":
         assert not pruned

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from mlpsearch.config import load_experiment
 from mlpsearch.runner import run_study
 from mlpsearch.threads import blas_kernel, worker_threads
-from mlpsearch.trials import BLAS_KERNEL, NUMPY
+from mlpsearch.trials import BLAS_KERNEL, NUMPY, attrs
 
 
 def configs(study: optuna.Study) -> dict[int, tuple]:
@@ -46,10 +46,10 @@ def test_two_workers_finish_every_trial_once(tmp_path, write_experiment):
     assert sorted(t.number for t in trials) == list(range(10))
     assert all(t.state == TrialState.COMPLETE for t in trials)
     assert sorted(t.user_attrs["slot"] for t in trials) == list(range(10))
-    assert len({t.user_attrs["pid"] for t in trials}) == 2  # both workers took trials
+    assert len({attrs(t)["pid"] for t in trials}) == 2  # both workers took trials
     kernel = blas_kernel()  # numpy's, here as in the workers (whatever else each has loaded)
     for t in trials:
-        a = t.user_attrs
+        a = attrs(t)  # the stored values by name
         assert a["blas_threads"] == worker_threads(2)  # the workers' share of the cores
         assert a[BLAS_KERNEL] == kernel and a[NUMPY] == np.__version__
         assert len(a["curve_val_error"]) == a["epochs"] > 0
@@ -67,7 +67,7 @@ def test_diverging_trial_fails_and_the_study_goes_on(tmp_path, write_experiment)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(trials) == 6 and failed and complete
     assert all(t.params["learning_rate"] == 1e6 for t in failed)
-    assert all(t.user_attrs["fail_reason"].startswith("diverged") for t in failed)
+    assert all(attrs(t)["fail_reason"].startswith("diverged") for t in failed)
     assert all(t.params["learning_rate"] == 0.05 for t in complete)
 
 
@@ -125,7 +125,7 @@ def test_killed_worker_trial_is_rerun_with_the_same_parameters_and_seed(
     retry = [t for t in complete if t.system_attrs.get("failed_trial") == victim.number]
     assert len(retry) == 1
     # the slot's configuration as enqueued (the victim may have been seen mid-suggest)
-    assert retry[0].params == killed.system_attrs["fixed_params"]
+    assert retry[0].params == killed.params
     assert victim.params.items() <= retry[0].params.items()
     assert retry[0].user_attrs["seed"] == victim.user_attrs["seed"]
 
@@ -179,7 +179,7 @@ def test_default_run_completes_on_digits(tmp_path, root, cli, load_study):
     failed = [t for t in trials if t.state != TrialState.COMPLETE]
     # a random search over learning rates up to 0.3 meets a few that diverge: failed, not lost
     assert len(failed) < exp.study.n_trials // 10
-    assert all(t.user_attrs["fail_reason"].startswith("diverged") for t in failed)
+    assert all(attrs(t)["fail_reason"].startswith("diverged") for t in failed)
     assert study.best_value < 0.03
     assert "best: trial" in result.stdout and " ± " in result.stdout
     assert "next: mlpsearch report " in result.stdout

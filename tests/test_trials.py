@@ -4,6 +4,8 @@ the engine fingerprint covers only the modules that compute."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -26,7 +28,7 @@ from mlpsearch.trials import TrialRecord, best, pick, records, stored_experiment
 def test_record_holds_everything_the_objective_stored(tiny_study, load_study):
     study = load_study(tiny_study)
     for t, r in zip(study.trials, records(study), strict=True):
-        a = t.user_attrs
+        a = trials.attrs(t)  # the stored values by name
         assert (r.number, r.state, r.value) == (t.number, t.state, t.value)
         assert r.params == t.params and r.distributions == t.distributions
         assert r.config == a["config"] and r.config is not a["config"]  # a copy
@@ -62,6 +64,19 @@ def test_writer_and_reader_share_the_attribute_names(tiny_study, load_study):
     )
     for t in load_study(tiny_study).trials:
         assert set(t.user_attrs) <= declared, set(t.user_attrs) - declared
+        assert set(trials.attrs(t)) <= declared, set(trials.attrs(t)) - declared
+        assert set(t.user_attrs) == {"slot", "seed", trials.START, trials.RESULT}
+
+
+def test_values_stored_one_attribute_each_read_the_same(tiny_study, load_study):
+    """Studies of older versions stored each value as an attribute of its own."""
+    study = load_study(tiny_study)
+    old = optuna.create_study(study_name=study.study_name)
+    for t in study.trials:
+        old.add_trial(_copy(t, user_attrs=trials.attrs(t)))
+    assert "best_val_error" in old.trials[0].user_attrs
+    same = [dataclasses.replace(r, started=None, completed=None) for r in records(old)]
+    assert same == [dataclasses.replace(r, started=None, completed=None) for r in records(study)]
 
 
 def test_best_and_pick(tiny_study, load_study):
@@ -145,6 +160,8 @@ BAD_VALUES = [
     ("seed", -3, "stored seed -3 is not an integer >= 0"),
     ("blas_threads", True, "stored blas_threads True is not an integer >= 1"),
     ("fail_reason", 7, "stored fail_reason 7 is not a string"),
+    ("result", "0.1", "stored result '0.1' is not a table"),
+    ("start", [1], "stored start [1] is not a table"),
 ]
 
 
@@ -182,7 +199,7 @@ BAD_CONFIGS = [
 def test_a_bad_engine_config_is_one_line_in_every_reader(
     tiny_study, load_study, broken_study, every_reader_says, change, message, word
 ):
-    config = change(load_study(tiny_study).trials[0].user_attrs["config"])
+    config = change(trials.attrs(load_study(tiny_study).trials[0])["config"])
     bad = broken_study({"config": config})
     every_reader_says(bad, f"trial 0 of study 'bad': stored config {message}", word)
 
@@ -240,8 +257,14 @@ def broken_study(tiny_study, tmp_path, load_study):
             f'name = "{tiny_study.name}"', 'name = "bad"'
         )
         study.set_user_attr(trials.EXPERIMENT_TOML, text if experiment is None else experiment)
-        attrs = {**good.trials[0].user_attrs, **changes}
-        attrs = {k: v for k, v in attrs.items() if v is not DELETE}
+        attrs = copy.deepcopy(good.trials[0].user_attrs)
+        for key, value in changes.items():  # where the value is stored (start, result)
+            parts = [attrs[p] for p in (trials.START, trials.RESULT) if key in attrs.get(p, {})]
+            where = parts[0] if parts else attrs
+            if value is DELETE:
+                del where[key]
+            else:
+                where[key] = value
         study.add_trial(_copy(good.trials[0], user_attrs=attrs))
         study.add_trial(_copy(good.trials[1]))
         return out

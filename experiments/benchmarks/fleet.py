@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
-from load import NAME, tally, write_experiment  # noqa: E402
+from load import NAME, start_parents, tally, wait_parents, write_experiment  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -108,41 +108,7 @@ def run_fleet(server: pg.Server, folder: Path, args: argparse.Namespace) -> dict
     monitor = Monitor(server, database)
     monitor.start()
     started = time.perf_counter()
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mlpsearch",
-                "run",
-                str(path),
-                "--storage",
-                url,
-                "--out",
-                str(folder / f"machine{i}"),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )  # fmt: skip
-        for i in range(args.parents)
-    ]
-    errors = []
-    deadline = started + args.timeout
-    try:
-        for p in procs:
-            _, err = p.communicate(timeout=max(1.0, deadline - time.perf_counter()))
-            if p.returncode != 0:
-                errors.append((err.strip().splitlines() or [f"exit {p.returncode}"])[-1])
-    except subprocess.TimeoutExpired:
-        errors.append(f"cut short after {args.timeout:.0f} s")
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+    errors = wait_parents(start_parents(path, url, folder, args.parents), args.timeout)
     wall = time.perf_counter() - started
     db_cpu = monitor.stop()
     figures = tally(url, args.trials)

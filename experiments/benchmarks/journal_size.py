@@ -4,9 +4,11 @@ take on a journal of 10,000 and of 100,000 trials.
 Opening a journal replays it whole, so both grow with the study. The journals are made here:
 a real study of ``--real`` one-epoch digits trials (``mlpsearch run``, the storage_scaling
 experiment) gives the templates; each template trial is then written again and again through
-Optuna's own ``JournalStorage``, call by call as a worker writes it (enqueue, claim, heartbeat,
-parameters, attributes, epoch, end), into a journal held in memory and saved once, so the
-lines are those of a real run. Each journal also holds one WAITING trial, for the worker.
+Optuna's own ``JournalStorage``, call by call as a worker writes it (enqueue with its
+parameters, claim, worker identity and heartbeat, start, epoch, result, end), into a journal
+held in memory and saved once, so the lines are those of a real run (no training: the big
+journals are built, and the output says so). Each journal also holds one WAITING trial, for
+the worker.
 
 Printed per size: the file's size and bytes per trial (and what dominates them: the bytes
 per trial of each kind of record), the wall time of ``mlpsearch report`` (tables, plots,
@@ -37,6 +39,8 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
 from storage_scaling import EXPERIMENT  # noqa: E402
+
+from mlpsearch import trials  # noqa: E402
 
 NAME = "journal_size"
 
@@ -71,34 +75,30 @@ def real_study(folder: Path, trials: int) -> Path:
 
 
 def waiting_like(t: FrozenTrial, user_attrs: dict[str, Any]) -> FrozenTrial:
-    """A WAITING trial with ``t``'s parameters fixed, as the parent enqueues it."""
+    """A WAITING trial holding ``t``'s parameters, as the parent enqueues it (mlpsearch.study)."""
     return optuna.trial.create_trial(
         state=TrialState.WAITING,
+        params=t.params,
+        distributions=t.distributions,
         user_attrs=user_attrs,
-        system_attrs={"fixed_params": dict(t.params)},
     )
 
 
 def write_like(storage: JournalStorage, study_id: int, t: FrozenTrial) -> None:
     """Write trial ``t`` again, call by call, as the parent and a worker write it."""
-    trial_id = storage.create_new_trial(
-        study_id, template_trial=waiting_like(t, {k: t.user_attrs[k] for k in ("slot", "seed")})
-    )
+    enqueued = {k: t.user_attrs[k] for k in (trials.SLOT, trials.SEED)}
+    trial_id = storage.create_new_trial(study_id, template_trial=waiting_like(t, enqueued))
     storage.set_trial_state_values(trial_id, TrialState.RUNNING)
-    for key, value in t.system_attrs.items():
-        if key != "fixed_params":
-            storage.set_trial_system_attr(trial_id, key, value)
-    later = {"slot", "seed"}
+    for key, value in t.system_attrs.items():  # the worker's identity and heartbeat
+        storage.set_trial_system_attr(trial_id, key, value)
+    later = set(enqueued)
     for key, value in t.user_attrs.items():  # what the objective writes before training
-        if key in ("config", "host", "pid", "blas_threads", "engine"):
+        if key == trials.START:
             storage.set_trial_user_attr(trial_id, key, value)
             later.add(key)
-    for name, value in t.params.items():
-        dist = t.distributions[name]
-        storage.set_trial_param(trial_id, name, dist.to_internal_repr(value), dist)
     for step, value in t.intermediate_values.items():
         storage.set_trial_intermediate_value(trial_id, step, value)
-    for key, value in t.user_attrs.items():
+    for key, value in t.user_attrs.items():  # ... and at the end
         if key not in later:
             storage.set_trial_user_attr(trial_id, key, value)
     storage.set_trial_state_values(trial_id, t.state, t.values)
@@ -192,6 +192,10 @@ def main() -> int:
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rows = []
+    print(
+        f"journals built from a real study of {args.real} one-epoch trials: its finished "
+        "trials written again through Optuna's JournalStorage API, as a worker writes them"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         real = real_study(folder, args.real)

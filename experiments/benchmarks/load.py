@@ -18,6 +18,8 @@ are what is measured. Then every slot must have exactly one finished trial:
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -28,6 +30,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from mlpsearch import trials as trials_
 from mlpsearch.config import dumps_toml
 from mlpsearch.storage import mask, open_storage
 
@@ -38,7 +41,11 @@ NAME = "load"
 def write_experiment(path: Path, trials: int, jobs: int) -> Path:
     sections = {
         "study": {
-            "name": NAME, "n_trials": trials, "n_jobs": jobs, "seed": 3, "confirm": {"top": 0}
+            "name": NAME,
+            "n_trials": trials,
+            "n_jobs": jobs,
+            "seed": 3,
+            "confirm": {"top": 0},
         },
         "data": {"dataset": "digits"},
         "train": {"epochs": 1, "batch_size": 256},
@@ -52,11 +59,11 @@ def write_experiment(path: Path, trials: int, jobs: int) -> Path:
     return path
 
 
-def run_load(url: str, folder: Path, workers: int, trials: int, parents: int = 2) -> dict:
-    """Run the load on the storage ``url``; the figures (see the module docstring)."""
-    path = write_experiment(folder / "load.toml", trials, max(1, workers // parents))
-    started = time.perf_counter()
-    procs = [
+def start_parents(path: Path, url: str, folder: Path, parents: int) -> list[subprocess.Popen]:
+    """``parents`` ``mlpsearch run`` commands of the experiment ``path`` on ``url``, started
+    at the same moment, each in its own process group (so that a timeout ends its workers)
+    and results folder (``folder/machine<i>``)."""
+    return [
         subprocess.Popen(
             [
                 sys.executable,
@@ -70,17 +77,40 @@ def run_load(url: str, folder: Path, workers: int, trials: int, parents: int = 2
                 str(folder / f"machine{i}"),
             ],
             cwd=ROOT,
-            stdout=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,
         )  # fmt: skip
         for i in range(parents)
     ]
+
+
+def wait_parents(procs: list[subprocess.Popen], timeout: float) -> list[str]:
+    """Wait for the commands, at most ``timeout`` seconds in all (then kill them and their
+    workers); the last line of each one that failed, and a line if cut short."""
     errors = []
-    for p in procs:
-        _, err = p.communicate(timeout=3600)
-        if p.returncode != 0:
-            errors.append(err.strip().splitlines()[-1] if err.strip() else f"exit {p.returncode}")
+    deadline = time.perf_counter() + timeout
+    try:
+        for p in procs:
+            _, err = p.communicate(timeout=max(1.0, deadline - time.perf_counter()))
+            if p.returncode != 0:
+                errors.append((err.strip().splitlines() or [f"exit {p.returncode}"])[-1])
+    except subprocess.TimeoutExpired:
+        errors.append(f"cut short after {timeout:.0f} s")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+    return errors
+
+
+def run_load(url: str, folder: Path, workers: int, trials: int, parents: int = 2) -> dict:
+    """Run the load on the storage ``url``; the figures (see the module docstring)."""
+    path = write_experiment(folder / "load.toml", trials, max(1, workers // parents))
+    started = time.perf_counter()
+    errors = wait_parents(start_parents(path, url, folder, parents), timeout=3600)
     wall = time.perf_counter() - started
     figures = tally(url, trials)
     return {
@@ -101,7 +131,7 @@ def tally(url: str, trials: int) -> dict:
     study = optuna.load_study(study_name=NAME, storage=open_storage(url))
     all_trials = study.get_trials()
     complete = [t for t in all_trials if t.state == TrialState.COMPLETE]
-    per_slot = Counter(t.user_attrs.get("slot") for t in complete)
+    per_slot = Counter(t.user_attrs.get(trials_.SLOT) for t in complete)
     numbers = Counter(t.number for t in all_trials)
     return {
         "complete": len(complete),
@@ -110,7 +140,7 @@ def tally(url: str, trials: int) -> dict:
         "duplicated": max(0, len(all_trials) - trials)
         + sum(n - 1 for n in per_slot.values() if n > 1)
         + sum(n - 1 for n in numbers.values() if n > 1),
-        "processes": len({t.user_attrs.get("pid") for t in complete}),
+        "processes": len({trials_.attrs(t).get(trials_.PID) for t in complete}),
     }
 
 

@@ -37,7 +37,8 @@ from optuna.trial import TrialState
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "storage_scaling"
 
-# The default experiment (experiments/digits_random.toml) with one epoch per trial.
+# The default experiment (experiments/digits_random.toml) with one epoch per trial, without
+# confirmation runs (they would add a pause and a second phase to the last window).
 EXPERIMENT = """\
 [study]
 name = "{name}"
@@ -46,6 +47,7 @@ n_trials = {trials}
 n_jobs = {jobs}
 seed = 0
 pruner = "none"
+confirm = {{ top = 0 }}  # the search's trials only: no confirmation phase after them
 
 [data]
 dataset = "digits"
