@@ -59,7 +59,7 @@ class Objective:
                 heartbeat.beat()
             if prunable and trial.should_prune():
                 raise optuna.TrialPruned(
-                    f"pruned at epoch {record.epoch}: validation error {record.val_error:.4f}"
+                    f"pruned at epoch {record.epoch}: validation error {record.val_error:.2%}"
                 )
 
         try:
