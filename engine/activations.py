@@ -29,6 +29,15 @@ def _buf(out: np.ndarray | None, like: np.ndarray) -> np.ndarray:
     return np.empty_like(like) if out is None else out
 
 
+def _exp_minus_abs(z: np.ndarray, work: np.ndarray | None) -> np.ndarray:
+    """exp(-|z|), in (0, 1] at any z (it cannot overflow), in ``work`` (a new array if None)."""
+    e = _buf(work, z)
+    np.abs(z, out=e)
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    return e
+
+
 @dataclass(frozen=True)
 class Activation:
     """Base class: an element-wise nonlinearity f with its derivative.
@@ -160,10 +169,7 @@ class Sigmoid(Activation):
 
     def forward(self, z, out=None, work=None):
         out = _buf(out, z)
-        e = np.empty_like(z) if work is None else work
-        np.abs(z, out=e)
-        np.negative(e, out=e)
-        np.exp(e, out=e)  # e = exp(-|z|) in (0, 1]
+        e = _exp_minus_abs(z, work)
         np.add(e, 1, out=out)
         np.divide(1, out, out=out)  # 1 / (1 + e)
         np.multiply(e, out, out=e)  # e / (1 + e)
@@ -188,10 +194,7 @@ class Softplus(Activation):
 
     def forward(self, z, out=None, work=None):
         out = _buf(out, z)
-        w = np.empty_like(z) if work is None else work
-        np.abs(z, out=w)
-        np.negative(w, out=w)
-        np.exp(w, out=w)
+        w = _exp_minus_abs(z, work)
         np.log1p(w, out=w)
         np.maximum(z, 0, out=out)
         out += w

@@ -30,7 +30,7 @@ import numpy as np
 from .files import write_atomic
 from .network import _FORMAT as NETWORK_FORMAT
 from .network import MLP
-from .scaling import Scaling
+from .scaling import Scaling, nonfinite
 
 __all__ = ["FORMAT", "Model"]
 
@@ -110,14 +110,9 @@ class Model:
             raise ValueError(
                 f"the model takes {self.n_features} features per sample; the data has {X.shape[1]}"
             )
-        if X.dtype.kind == "f":
-            bad = ~np.isfinite(X)
-            if bad.any():
-                r, c = np.argwhere(bad)[0]
-                raise ValueError(
-                    f"features hold NaN or infinite values in {int(bad.any(axis=1).sum())} rows "
-                    f"(first: row {r + 1}, feature {c + 1})"
-                )
+        problem = nonfinite(X)
+        if problem:
+            raise ValueError(f"features hold {problem}")
         return self.scaling.apply(X, self.network.dtype)
 
     def _by_name(self, X: np.ndarray, names: list[str]) -> np.ndarray:

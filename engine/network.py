@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from .activations import Activation, get_activation
-from .hyperparameters import RULES
 from .files import write_atomic
+from .hyperparameters import RULES
 from .initializers import get_initializer
 from .losses import FusedSoftmaxCE
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Scaling"]
+__all__ = ["Scaling", "nonfinite"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,3 +69,22 @@ class Scaling:
     @classmethod
     def from_json(cls, doc: dict) -> Scaling:
         return cls(str(doc["kind"]), np.array(doc["offset"]), np.array(doc["divisor"]))
+
+
+def nonfinite(X: np.ndarray, row: str = "row") -> str | None:
+    """Where raw features X (n, n_features) hold NaN or infinite values, a phrase that says in
+    how many rows and where first (1-based; ``row`` names a row, e.g. "data row"); else None.
+
+    ``"NaN or infinite values in 2 rows (first: row 5, feature 2, value nan)"``: the data
+    loaders and a model's ``prepare`` refuse such features with it.
+    """
+    if X.dtype.kind != "f":
+        return None
+    bad = ~np.isfinite(X)
+    if not bad.any():
+        return None
+    r, c = np.argwhere(bad)[0]
+    return (
+        f"NaN or infinite values in {int(bad.any(axis=1).sum())} rows "
+        f"(first: {row} {r + 1}, feature {c + 1}, value {X[r, c]})"
+    )

@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
-from importlib import resources
 from collections.abc import Callable, Sequence
+from importlib import resources
 from pathlib import Path
 
 from mlpsearch import __version__
@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--out", metavar="DIR", default="results", help="results folder (default: results)"
     )
-    _output_options(run)
+    output_options(run)
     run.set_defaults(handler=cmd_run)
 
     join = sub.add_parser(
@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _output_options(parser: argparse.ArgumentParser) -> None:
+def output_options(parser: argparse.ArgumentParser) -> None:
     """``--quiet`` and ``--json``: for scripts that want less output, or structured output."""
     parser.add_argument(
         "--quiet", action="store_true", help="print nothing but errors (on stderr)"
@@ -236,16 +236,26 @@ def find_experiment(name: str) -> Path:
     raise UsageError(f"experiment file not found: {name} (shipped: {', '.join(names)})")
 
 
-def _checked_int(value: int | None, flag: str, low: int) -> int | None:
+def checked_int(value: int | None, flag: str, low: int, high: int | None = None) -> int | None:
+    """``value`` (None: not given), or UsageError if it is below ``low`` or above ``high``."""
     if value is not None and value < low:
         raise UsageError(f"{flag}: {value} must be >= {low}")
+    if value is not None and high is not None and value > high:
+        raise UsageError(f"{flag}: {value} is out of range; allowed: {low} to {high}")
     return value
+
+
+def resume_hint() -> str:
+    """The command as typed (passwords masked): what to run again to resume."""
+    from mlpsearch.masking import mask
+
+    return "mlpsearch " + " ".join(mask(a) for a in sys.argv[1:])
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from mlpsearch.config import Confirm, load_experiment
     from mlpsearch.console import print_json, printer
-    from mlpsearch.masking import mask, register
+    from mlpsearch.masking import register
     from mlpsearch.runner import run_study
 
     exp = load_experiment(find_experiment(args.experiment))
@@ -253,29 +263,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     confirm = exp.study.confirm
     if args.confirm_top is not None or args.confirm_seeds is not None:
         confirm = Confirm(
-            top=_checked_int(args.confirm_top, "--confirm-top", 0) or 0
+            top=checked_int(args.confirm_top, "--confirm-top", 0) or 0
             if args.confirm_top is not None
             else confirm.top,
-            seeds=_checked_int(args.confirm_seeds, "--confirm-seeds", 1)
+            seeds=checked_int(args.confirm_seeds, "--confirm-seeds", 1)
             if args.confirm_seeds is not None
             else confirm.seeds,
         )
     exp = exp.replace_study(
         confirm=confirm,
         name=args.study,
-        n_trials=_checked_int(args.n_trials, "--n-trials", 1),
-        n_jobs=_checked_int(args.jobs, "--jobs", 1),
-        seed=_checked_int(args.seed, "--seed", 0),
+        n_trials=checked_int(args.n_trials, "--n-trials", 1),
+        n_jobs=checked_int(args.jobs, "--jobs", 1),
+        seed=checked_int(args.seed, "--seed", 0),
         sampler=args.sampler,
     )
-    hint = "mlpsearch " + " ".join(mask(a) for a in sys.argv[1:])
     echo = printer(args.quiet or args.json)
     result = run_study(
         exp,
         Path(args.out),
         storage_url=args.storage,
         echo=echo,
-        resume_hint=hint,
+        resume_hint=resume_hint(),
         target=args.n_trials,
         bar=False if args.quiet or args.json else None,
     )
@@ -304,14 +313,11 @@ def run_summary(result) -> dict:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from mlpsearch.masking import mask
+    from mlpsearch.config import MAX_JOBS
     from mlpsearch.runner import join_study
 
-    jobs = _checked_int(args.jobs, "--jobs", 1)
-    if jobs is not None and jobs > 64:
-        raise UsageError(f"--jobs: {jobs} is out of range; allowed: 1 to 64")
-    hint = "mlpsearch " + " ".join(mask(a) for a in sys.argv[1:])
-    join_study(args.storage, args.study, jobs, resume_hint=hint)
+    jobs = checked_int(args.jobs, "--jobs", 1, MAX_JOBS)
+    join_study(args.storage, args.study, jobs, resume_hint=resume_hint())
     return 0
 
 

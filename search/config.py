@@ -58,6 +58,7 @@ OFF = 0  # TOML has no null: an engine setting whose None means "off" (patience)
 MAX_HIDDEN_LAYERS = int(RULES["hidden_layers"].bounds.high)
 # Largest number of values of a range with a step, and of configurations of a grid.
 MAX_GRID = 1_000_000
+MAX_JOBS = 64  # worker processes of one run or worker command
 
 
 # --- the search space ------------------------------------------------------------------------
@@ -376,8 +377,8 @@ def _build_study(d: dict[str, Any]) -> StudyConfig:
     _check_choice("study.pruner", out.pruner, PRUNERS)
     if not 1 <= out.n_trials <= 100_000:
         raise ConfigError(f"study.n_trials: {out.n_trials} is out of range; allowed: 1 to 100000")
-    if not 1 <= out.n_jobs <= 64:
-        raise ConfigError(f"study.n_jobs: {out.n_jobs} is out of range; allowed: 1 to 64")
+    if not 1 <= out.n_jobs <= MAX_JOBS:
+        raise ConfigError(f"study.n_jobs: {out.n_jobs} is out of range; allowed: 1 to {MAX_JOBS}")
     if not 0 <= out.seed < 2**32:
         raise ConfigError(f"study.seed: {out.seed} is out of range; allowed: 0 to 2**32 - 1")
     return out

@@ -39,6 +39,7 @@ __all__ = [
     "enqueue",
     "estimates",
     "is_confirmation",
+    "ranked",
     "search_trials",
 ]
 
@@ -121,6 +122,14 @@ def best(trials: Iterable[TrialRecord]) -> Estimate | None:
     confirmed = [e for e in found.values() if e.confirmed]
     pool = confirmed or list(found.values())
     return min(pool, key=lambda e: (e.mean, e.trial)) if pool else None
+
+
+def ranked(trials: Iterable[TrialRecord]) -> list[Estimate]:
+    """Every complete configuration, in the order the report lists them: the confirmed ones
+    first, by their mean over seeds, then the others by their single value (ties: the earlier
+    trial). The first is :func:`best`."""
+    found = estimates(trials)
+    return sorted(found.values(), key=lambda e: (not e.confirmed, e.mean, e.trial))
 
 
 def top_search(trials: Iterable[TrialRecord], k: int) -> list[TrialRecord]:

@@ -95,6 +95,8 @@ class Dashboard:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from mlpsearch.results_cli import study_options
+
     dash = sub.add_parser(
         "dashboard",
         help="open a study in optuna-dashboard (on 127.0.0.1)",
@@ -106,11 +108,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     dash.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help="port (default: 8080; 0: any free)"
     )
-    dash.add_argument("--storage", metavar="URL", help="Optuna storage URL of the study")
-    dash.add_argument("--study", dest="study_name", metavar="NAME", help="study name")
-    dash.add_argument(
-        "--out", metavar="DIR", default="results", help="where STUDY names are looked up"
-    )
+    study_options(dash, writes=False)
     dash.set_defaults(handler=cmd_dashboard)
 
 

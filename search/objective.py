@@ -13,9 +13,9 @@ import optuna
 
 import mlpsearch.engine as engine
 from mlpsearch import trials
+from mlpsearch.config import Experiment
 from mlpsearch.engine import MLP, Diverged, EpochRecord, TrainConfig, train
 from mlpsearch.engine.data import Dataset
-from mlpsearch.config import Experiment
 from mlpsearch.space import suggest, trial_config
 from mlpsearch.threads import blas_kernel, blas_threads
 

@@ -5,9 +5,13 @@ shown: from just below the lowest to just above the highest that is not an outli
 fence, Q3 + 1.5 IQR), so that the good trials, often a fraction of a point apart, are spread
 out; errors above the axis are drawn as triangles on its top edge and counted in the legend.
 Validation errors carry error bars: the binomial standard error sqrt(p(1-p)/n) of a single
-run, or the standard deviation over seeds of a confirmed configuration. Legends sit beside
-the axes, never on the data. Confirmation trials (``mlpsearch.confirm``) are not trials of the
-search: plots of the search leave them out and show the confirmed spread instead.
+run, or the standard deviation over seeds of a confirmed configuration (over many trials, a
+faint band or faint bars, so that the points stay visible). Legends sit under the axes, never
+on the data. Confirmation trials (``mlpsearch.confirm``) are not trials of the search: plots
+of the search leave them out and show the confirmed spread instead.
+
+Every figure is :data:`WIDTH` inches wide (the report's page shows them at their own size, so
+text is one size throughout), in one style (:data:`STYLE`, :data:`COLORS`).
 
 Writing the same study twice gives byte-identical files: the PNGs carry no software version or
 date, every figure is drawn in one fixed style, and nothing is random (Optuna's default
@@ -39,27 +43,30 @@ from matplotlib.ticker import (  # noqa: E402
 )
 from optuna.distributions import (  # noqa: E402
     CategoricalDistribution,
-    FloatDistribution,
     IntDistribution,
 )
 from optuna.trial import TrialState  # noqa: E402
 
-from mlpsearch import confirm  # noqa: E402
+from mlpsearch import confirm, outcomes  # noqa: E402
 from mlpsearch.engine import ACTIVATIONS  # noqa: E402
 from mlpsearch.engine.files import write_atomic  # noqa: E402
 from mlpsearch.summary import binomial_se  # noqa: E402
 from mlpsearch.trials import TrialRecord, best_first, records  # noqa: E402
 
 DPI = 100
+WIDTH = 11.6  # inches: every figure; at DPI 100 it fits report.html's column unscaled
+MANY = 60  # more points than this: error bars drawn faint (or as a band), not one per point
 TOP_CURVES = 6  # learning curves drawn in curves.png
+FEW_FOR_IMPORTANCES = 30  # fewer complete trials: importances are flagged as a rough guide
 PARALLEL_COLOURED = 20  # parallel coordinates: the best this many in colour, the rest faint
 RELU_FAMILY = ("relu", "leaky_relu", "elu", "gelu")
 # One colour per activation, the same in every figure.
 COLORS = dict(zip(ACTIVATIONS, plt.get_cmap("tab10").colors, strict=False))
-TRAIN_COLOR, VAL_COLOR = "#1f77b4", "#d62728"
+TRAIN_COLOR, VAL_COLOR, CONFIRM_COLOR = "#1f77b4", "#d62728", "#2ca02c"
 STYLE = {
     "figure.facecolor": "white",
     "axes.grid": True,
+    "axes.axisbelow": True,  # grid lines behind the points, not through them
     "grid.color": "0.88",
     "axes.titlesize": 11,
     "axes.labelsize": 10,
@@ -71,16 +78,19 @@ STYLE = {
 PLOTS = {
     "gap": "Train and validation error of every finished trial, best first: the vertical "
     "bar is the generalization gap.",
-    "history": "Optimization history: each trial's validation error and the best so far.",
-    "curves": "Learning curves of the best trials: error per epoch; the dotted line marks "
-    "the best epoch.",
-    "params": "Validation error against each numeric hyperparameter, coloured by activation; "
-    "pruned trials hollow, at their error when stopped; bars: binomial standard error.",
-    "importances": "Hyperparameter importances (Optuna, PED-ANOVA) over the search's trials.",
+    "history": "Optimization history: each trial's validation error and the best so far; "
+    "diamonds: confirmed configurations, mean ± sd over their seeds.",
+    "curves": "Learning curves of the best trials (in the order of the top table: confirmed "
+    "configurations first): error per epoch; the dotted line marks the best epoch.",
+    "params": "Validation error against each hyperparameter, coloured by activation; "
+    "pruned trials hollow, at their error when stopped; bars: binomial standard error; "
+    "points of a few-valued hyperparameter spread sideways so that they do not hide each other.",
+    "importances": "Hyperparameter importances (Optuna, PED-ANOVA) over the search's complete "
+    "trials.",
     "parallel": "Parallel coordinates of the complete trials: the best 20 coloured by "
     "validation error, the others faint grey.",
     "dead_units": "Dead hidden units (largest fraction in any layer, last epoch) of "
-    "ReLU-family trials against learning rate and init scale.",
+    "ReLU-family trials against learning rate and init scale; pruned trials hollow.",
 }
 
 
@@ -120,11 +130,15 @@ def _makers(study: optuna.Study) -> dict[str, Callable[[], Figure]]:
     """One function per plot of :data:`PLOTS`, drawing it from ``study``'s trials."""
     trials = records(study)
     name = study.study_name
+    ranked = confirm.ranked(trials)  # the top table's order: confirmed configurations first
+    by_number = {t.number: t for t in trials}
     return {
         "gap": lambda: gap_figure(trials, name),
         "history": lambda: history_figure(trials, name),
         "curves": lambda: curves_figure(
-            best_first(trials)[:TOP_CURVES], f"{name}: learning curves of the best trials"
+            [by_number[e.trial] for e in ranked[:TOP_CURVES]],
+            f"{name}: learning curves of the best trials",
+            estimates={e.trial: e for e in ranked},
         ),
         "params": lambda: params_figure(trials, name),
         "importances": lambda: importances_figure(study, trials),
@@ -171,11 +185,16 @@ def gap_figure(trials: Sequence[TrialRecord], name: str) -> Figure:
     se = np.array([_se(t, t.best_val_error) for t in done])
     pruned = np.array([t.state == TrialState.PRUNED for t in done])
 
-    fig = Figure(figsize=(max(9.0, min(16.0, 0.25 * len(done) + 5)), 5.0))
+    fig = Figure(figsize=(WIDTH, 5.2))
     ax = fig.add_subplot()
-    top = _error_axis(ax, np.concatenate([train, val]))
+    top = _error_axis(ax, np.concatenate([train, val]), np.concatenate([0 * se, se]))
     ax.vlines(x, np.minimum(train, top), np.minimum(val, top), color="0.8", lw=3, zorder=1)
-    ax.errorbar(x, val, yerr=se, fmt="none", ecolor=VAL_COLOR, elinewidth=0.8, alpha=0.6)
+    if len(done) > MANY:  # one bar per trial would be a wall of red: a band around the points
+        ax.fill_between(
+            x, val - se, val + se, step="mid", color=VAL_COLOR, alpha=0.13, lw=0, zorder=0
+        )
+    else:
+        ax.errorbar(x, val, yerr=se, fmt="none", ecolor=VAL_COLOR, elinewidth=0.8, alpha=0.6)
     for mask, fill, what in ((~pruned, True, "complete"), (pruned, False, "pruned")):
         if not mask.any():
             continue
@@ -183,7 +202,7 @@ def gap_figure(trials: Sequence[TrialRecord], name: str) -> Figure:
             ax.scatter(
                 x[mask],
                 y[mask],
-                s=22,
+                s=22 if len(done) <= MANY else 14,
                 marker="o" if label == "validation" else "s",
                 facecolors=color if fill else "none",
                 edgecolors=color,
@@ -191,7 +210,10 @@ def gap_figure(trials: Sequence[TrialRecord], name: str) -> Figure:
                 label=f"{label} ({what})",
             )
     ax.plot([], [], color="0.8", lw=3, label="gap")
-    ax.errorbar([], [], yerr=[], fmt="none", ecolor=VAL_COLOR, label="± standard error")
+    if len(done) > MANY:
+        ax.fill_between([], [], [], color=VAL_COLOR, alpha=0.13, lw=0, label="± standard error")
+    else:
+        ax.errorbar([], [], yerr=[], fmt="none", ecolor=VAL_COLOR, label="± standard error")
     _above(ax, x, train, top)
     n = _above(ax, x, val, top)  # validation is the higher of the two
     if n:
@@ -203,47 +225,39 @@ def gap_figure(trials: Sequence[TrialRecord], name: str) -> Figure:
     else:
         ax.set_xlabel("rank by validation error (best left)")
     ax.set_ylabel("error at the best epoch")
-    ax.set_title(f"{name}: train vs validation error of {len(done)} finished trials", pad=12)
-    _outside_legend(ax)
-    fig.tight_layout()
+    ax.set_title(f"{name}: train vs validation error of {len(done)} finished trials")
+    _layout(fig, _legend_below(fig, *ax.get_legend_handles_labels()))
     return fig
 
 
 def history_figure(trials: Sequence[TrialRecord], name: str) -> Figure:
-    """Validation error per trial number, with the best-so-far line and the confirmed best."""
+    """Validation error per trial number, with the best-so-far line and the confirmed
+    configurations (mean ± sd over their seeds, beside their search trial)."""
     complete = sorted(best_first(trials), key=lambda t: t.number)
     pruned = [t for t in _measured(trials) if t.state == TrialState.PRUNED]
-    failed = [t for t in confirm.search_trials(trials) if t.state == TrialState.FAIL]
     if not complete and not pruned:
         return placeholder(f"{name}: optimization history", "no finished trials yet")
-    fig = Figure(figsize=(10.5, 5.0))
+    fig = Figure(figsize=(WIDTH, 5.2))
     ax = fig.add_subplot()
     values = [t.value for t in complete]
+    ses = [_se(t) for t in complete]
     pruned_values = [t.best_val_error for t in pruned]
-    top = _error_axis(ax, np.array(values + pruned_values))
+    top = _error_axis(ax, np.array(values + pruned_values), np.array(ses + [0.0] * len(pruned)))
+    last = max(t.number for t in complete + pruned)
     if complete:
+        many = len(complete) > MANY
         numbers = [t.number for t in complete]
         ax.errorbar(
             numbers,
             values,
-            yerr=[_se(t) for t in complete],
+            yerr=ses,
             fmt="o",
             ms=4,
             color=VAL_COLOR,
             elinewidth=0.7,
-            ecolor=(0.84, 0.15, 0.16, 0.35),
+            ecolor=(0.84, 0.15, 0.16, 0.18 if many else 0.35),
             label="complete trial (± standard error)",
             zorder=3,
-        )
-        best = np.minimum.accumulate(values)
-        last = max(t.number for t in complete + pruned)
-        ax.step(
-            [*numbers, last],
-            [*best, best[-1]],
-            where="post",
-            color="black",
-            lw=1.5,
-            label=f"best so far ({best[-1]:.2%})",
         )
     if pruned:
         ax.scatter(
@@ -256,15 +270,40 @@ def history_figure(trials: Sequence[TrialRecord], name: str) -> Figure:
             label="pruned (best error before it stopped)",
             zorder=2,
         )
+    if complete:
+        best = np.minimum.accumulate(values)
+        ax.step(
+            [*numbers, last],
+            [*best, best[-1]],
+            where="post",
+            color="black",
+            lw=1.5,
+            label=f"best so far ({best[-1]:.2%}, one seed)",
+        )
+    shift = max(0.6, 0.012 * last)  # beside the search trial's point, not on it
     winner = confirm.best(trials)
+    others = [e for e in confirm.ranked(trials) if e.confirmed and e is not winner]
+    if others:
+        ax.errorbar(
+            [e.trial + shift for e in others],
+            [e.mean for e in others],
+            yerr=[e.std for e in others],
+            fmt="D",
+            ms=6,
+            mfc="white",
+            color=CONFIRM_COLOR,
+            capsize=3,
+            zorder=4,
+            label="confirmed on fresh seeds (mean ± sd)",
+        )
     if winner is not None and winner.confirmed:
         ax.errorbar(
-            [winner.trial],
+            [winner.trial + shift],
             [winner.mean],
             yerr=[winner.std],
             fmt="D",
             ms=7,
-            color="#2ca02c",
+            color=CONFIRM_COLOR,
             capsize=4,
             zorder=5,
             label=f"confirmed best, trial {winner.trial}: {winner.mean:.2%} ± {winner.std:.2%} "
@@ -274,25 +313,36 @@ def history_figure(trials: Sequence[TrialRecord], name: str) -> Figure:
     n = _above(ax, everything, values + pruned_values, top)
     if n:
         ax.scatter([], [], marker="^", color="0.35", label=_above_label(n, values + pruned_values))
-    if failed:
-        ax.plot([], [], " ", label=f"{len(failed)} failed or interrupted (not shown)")
+    counted = outcomes.counts(confirm.search_trials(trials))
+    unseen = [f"{counted[k]} {k}" for k in ("failed", "interrupted") if counted[k]]
+    if unseen:
+        ax.plot([], [], " ", label=f"not shown: {', '.join(unseen)}")
     ax.set_xlabel("trial number")
     ax.set_ylabel("validation error (best epoch)")
-    ax.set_title(f"{name}: optimization history", pad=12)
-    _outside_legend(ax)
-    fig.tight_layout()
+    ax.set_title(f"{name}: optimization history")
+    handles, labels = ax.get_legend_handles_labels()
+    order = ("complete", "pruned", "best so far", "confirmed on", "confirmed best", "")
+    rank = [next(i for i, o in enumerate(order) if text.startswith(o)) for text in labels]
+    pairs = sorted(zip(rank, range(len(labels)), handles, labels, strict=True))
+    _layout(fig, _legend_below(fig, [p[2] for p in pairs], [p[3] for p in pairs], ncols=2))
     return fig
 
 
-def curves_figure(trials: Sequence[TrialRecord], title: str, ncols: int = 3) -> Figure:
-    """Small multiples: train and validation error per epoch of each trial, side by side."""
+def curves_figure(
+    trials: Sequence[TrialRecord],
+    title: str,
+    ncols: int = 3,
+    estimates: dict[int, confirm.Estimate] | None = None,
+) -> Figure:
+    """Small multiples: train and validation error per epoch of each trial, side by side;
+    ``estimates`` (by trial number) adds a confirmed configuration's mean ± sd to its title."""
     with_curves = [t for t in trials if t.curves.val_error]
     if not with_curves:
         return placeholder(f"{title}: learning curves", "no trial with learning curves")
     n = len(with_curves)
     ncols = min(ncols, n)
     nrows = math.ceil(n / ncols)
-    fig = Figure(figsize=(4.6 * ncols, 3.4 * nrows + 1.1))
+    fig = Figure(figsize=(WIDTH, 3.4 * nrows + 1.1))
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
     # The axis fits the second half of the curves: where trials are compared, not epoch 1.
     tails = np.concatenate(
@@ -314,6 +364,9 @@ def curves_figure(trials: Sequence[TrialRecord], title: str, ncols: int = 3) -> 
             ax.axvline(t.best_epoch, color="0.4", ls=":", lw=1.2, label="best epoch")
         best = t.best_val_error
         score = f"val {best:.2%}" if best is not None else t.state.name.lower()
+        e = (estimates or {}).get(t.number)
+        if e is not None and e.confirmed:
+            score += f"; {e.n} seeds: {e.mean:.2%} ± {e.std:.2%}"
         ax.set_title(f"trial {t.number}: {score}\n{t.describe()}", fontsize=10)
         ax.set_xlabel("epoch")
         ax.set_ylabel("error")
@@ -321,26 +374,26 @@ def curves_figure(trials: Sequence[TrialRecord], title: str, ncols: int = 3) -> 
         _error_axis(ax, tails)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncols=len(labels), frameon=False)
     fig.suptitle(title, fontsize=12)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    _layout(fig, _legend_below(fig, *axes.flat[0].get_legend_handles_labels()))
     return fig
 
 
 def params_figure(trials: Sequence[TrialRecord], name: str) -> Figure:
-    """Validation error against each numeric hyperparameter, coloured by activation; pruned
-    trials hollow, at their error when stopped."""
+    """Validation error against each searched hyperparameter, coloured by activation; pruned
+    trials hollow, at their error when stopped. Numeric hyperparameters on their search range,
+    categorical ones as one column per choice; points of a hyperparameter with few values are
+    spread sideways (by a fixed offset per trial number) so that they do not hide each other."""
     finished = _measured(trials)
-    dists = numeric_distributions(finished)
+    dists = searched_distributions(finished)
     if not dists:
         return placeholder(
             f"{name}: validation error per hyperparameter",
-            "no numeric hyperparameter was searched" if finished else "no finished trials yet",
+            "no hyperparameter was searched" if finished else "no finished trials yet",
         )
-    ncols = min(3, len(dists))
+    ncols = min(3 if len(dists) <= 9 else 4, len(dists))
     nrows = math.ceil(len(dists) / ncols)
-    fig = Figure(figsize=(4.4 * ncols + 1.6, 3.4 * nrows + 1.0))
+    fig = Figure(figsize=(WIDTH, 3.0 * nrows + 1.0))
     axes = fig.subplots(nrows, ncols, squeeze=False)
 
     def error(t: TrialRecord) -> float:
@@ -349,23 +402,31 @@ def params_figure(trials: Sequence[TrialRecord], name: str) -> Figure:
         return t.val_error if t.val_error is not None else t.best_val_error  # when stopped
 
     values = np.array([error(t) for t in finished])
-    for ax, (param, dist) in zip(axes.flat, dists.items(), strict=False):
-        top = _error_axis(ax, values)
+    ses = np.array([_se(t) if t.state == TrialState.COMPLETE else 0.0 for t in finished])
+    faint = sum(t.state == TrialState.COMPLETE for t in finished) > MANY
+    for i, (ax, (param, dist)) in enumerate(zip(axes.flat, dists.items(), strict=False)):
+        top = _error_axis(ax, values, ses)
         for state, filled in ((TrialState.PRUNED, False), (TrialState.COMPLETE, True)):
             having = [t for t in finished if param in t.params and t.state == state]
             if not having:
                 continue
-            x = [t.params[param] for t in having]
+            x = _param_positions(having, param, dist)
             y = [error(t) for t in having]
             colors = [COLORS.get(t.activation, "black") for t in having]
             if filled:
                 ax.errorbar(
-                    x, y, yerr=[_se(t) for t in having], fmt="none", ecolor="0.6", elinewidth=0.7
+                    x,
+                    y,
+                    yerr=[_se(t) for t in having],
+                    fmt="none",
+                    ecolor="0.6",
+                    elinewidth=0.7,
+                    alpha=0.35 if faint else 0.8,
                 )
             ax.scatter(
                 x,
                 y,
-                s=30 if filled else 24,
+                s=26 if filled else 22,
                 facecolors=colors if filled else "none",
                 edgecolors=colors,
                 linewidths=1.0,
@@ -373,18 +434,19 @@ def params_figure(trials: Sequence[TrialRecord], name: str) -> Figure:
             )
             _above(ax, x, y, top)
         _param_axis(ax, dist)
-        ax.set_xlabel(param + (" (log scale)" if dist.log else ""))
-        ax.set_ylabel("validation error")
+        ax.set_xlabel(param + (" (log scale)" if getattr(dist, "log", False) else ""))
+        if i % ncols == 0:
+            ax.set_ylabel("validation error")
     for ax in axes.flat[len(dists) :]:
         ax.set_visible(False)
-    _activation_legend(fig, finished, pruned=any(t.state == TrialState.PRUNED for t in finished))
-    fig.suptitle(f"{name}: validation error against each numeric hyperparameter", fontsize=12)
-    fig.tight_layout(rect=(0, 0, 1 - 1.5 / fig.get_figwidth(), 1))
+    fig.suptitle(f"{name}: validation error against each hyperparameter", fontsize=12)
+    _layout(fig, _activation_legend(fig, finished))
     return fig
 
 
 def dead_units_figure(trials: Sequence[TrialRecord], name: str) -> Figure:
-    """Dead-unit fraction against learning rate and init scale for ReLU-family trials."""
+    """Dead-unit fraction against learning rate and init scale for ReLU-family trials; pruned
+    trials hollow."""
     family = [
         t
         for t in _measured(trials)
@@ -393,9 +455,12 @@ def dead_units_figure(trials: Sequence[TrialRecord], name: str) -> Figure:
     title = f"{name}: dead hidden units of ReLU-family trials"
     if not family:
         return placeholder(title, f"no finished trial uses {', '.join(RELU_FAMILY)}")
-    dead = [max(t.dead_fraction) for t in family]
+    dead = np.array([max(t.dead_fraction) for t in family])
     colors = [COLORS.get(t.activation, "black") for t in family]
-    fig = Figure(figsize=(12.6, 4.6))
+    hollow = np.array([t.state == TrialState.PRUNED for t in family])
+    # the axis fits the fractions seen (at least 0 to 5%), not always 0 to 100%
+    top = min(1.0, max(0.05, float(dead.max()) * 1.08))
+    fig = Figure(figsize=(WIDTH, 4.6))
     axes = fig.subplots(1, 2, sharey=True)
     for ax, (key, label, log) in zip(
         axes,
@@ -405,18 +470,28 @@ def dead_units_figure(trials: Sequence[TrialRecord], name: str) -> Figure:
         ),
         strict=True,
     ):
-        x = [t.setting(key) for t in family]
-        ax.scatter(x, dead, c=colors, s=26, edgecolors="none")
+        x = np.array([t.setting(key) for t in family], dtype=float)
+        for mask, filled in ((hollow, False), (~hollow, True)):
+            if mask.any():
+                c = [colors[i] for i in np.flatnonzero(mask)]
+                ax.scatter(
+                    x[mask],
+                    dead[mask],
+                    s=26 if filled else 22,
+                    facecolors=c if filled else "none",
+                    edgecolors=c,
+                    linewidths=1.0,
+                )
         if log:
-            _log_axis(ax, min(x), max(x))
+            _log_axis(ax, x.min(), x.max())
         ax.set_xlabel(label)
         ax.set_ylabel("dead units (largest fraction in a layer)")
         ax.tick_params(labelleft=True)
-        ax.set_ylim(-0.03, 1.03)
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0%}"))
-    _activation_legend(fig, family)
+        ax.set_ylim(-0.03 * top, top * 1.03)
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]))
+        ax.yaxis.set_major_formatter(FuncFormatter(_percent))
     fig.suptitle(title, fontsize=12)
-    fig.tight_layout(rect=(0, 0, 1 - 1.5 / fig.get_figwidth(), 1))
+    _layout(fig, _activation_legend(fig, family))
     return fig
 
 
@@ -442,19 +517,23 @@ def importances_figure(study: optuna.Study, trials: Sequence[TrialRecord]) -> Fi
             )
         except (ValueError, RuntimeError) as err:
             return placeholder(title, f"Optuna could not compute them: {err}")
-    notes = sorted({str(w.message).split(". ")[0].rstrip(".") for w in caught})
+    notes = [
+        f"Optuna: {m}" for m in sorted({str(w.message).split(". ")[0].rstrip(".") for w in caught})
+    ]
     if not found:
         return placeholder(title, "no parameter varies across the complete trials")
     names = list(found)[::-1]  # most important on top
     values = [found[k] for k in names]
-    fig = Figure(figsize=(9.0, 1.6 + 0.42 * len(names)))
+    if len(complete) < FEW_FOR_IMPORTANCES:
+        notes.insert(0, "too few for more than a rough guide")
+    fig = Figure(figsize=(WIDTH, 1.6 + 0.42 * len(names)))
     ax = fig.add_subplot()
     ax.barh(names, values, color=VAL_COLOR, alpha=0.85, height=0.6)
     for y, v in enumerate(values):
         ax.text(v, y, f" {v:.2f}", va="center", ha="left", fontsize=9)
     ax.set_xlim(0, max(values) * 1.15 or 1.0)
     ax.grid(axis="y", visible=False)
-    ax.set_title(title + _note(notes))
+    ax.set_title(f"{title} over {len(complete)} complete trials" + _note(notes))
     ax.set_xlabel("importance for reaching the best 10 % of trials (PED-ANOVA, sums to 1)")
     ax.set_ylabel("hyperparameter")
     fig.tight_layout()
@@ -495,10 +574,10 @@ def parallel_figure(trials: Sequence[TrialRecord], name: str) -> Figure:
     labels = ["validation\nerror"]
     for param, dist in dists.items():
         columns.append(_parallel_axis([t.params.get(param) for t in complete], dist))
-        labels.append(param.replace("_", "_\n", 1) if len(param) > 12 else param)
+        labels.append(param.replace("_", "_\n", 1) if len(param) > 9 else param)
     positions = np.array([c[0] for c in columns]).T  # (trials, axes)
 
-    fig = Figure(figsize=(max(9.0, 1.35 * len(columns) + 2.5), 5.8))
+    fig = Figure(figsize=(WIDTH, 5.8))
     ax = fig.add_subplot()
     cmap = matplotlib.colormaps["viridis"]
     coloured = min(PARALLEL_COLOURED, len(complete))
@@ -591,13 +670,13 @@ def placeholder(title: str, message: str) -> Figure:
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def numeric_distributions(trials: Sequence[TrialRecord]) -> dict[str, Any]:
-    """The numeric searched hyperparameters of ``trials``: name -> distribution, sorted."""
+def searched_distributions(trials: Sequence[TrialRecord]) -> dict[str, Any]:
+    """Every searched hyperparameter of ``trials``: name -> distribution, in the order of the
+    parallel coordinates (by name, layers in order)."""
     out: dict[str, Any] = {}
     for t in trials:
         for k, d in t.distributions.items():
-            if isinstance(d, FloatDistribution | IntDistribution):
-                out.setdefault(k, d)
+            out.setdefault(k, d)
     return dict(sorted(out.items(), key=lambda kv: _param_order(kv[0])))
 
 
@@ -620,19 +699,27 @@ def _short(v: Any) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
-def _error_axis(ax: Any, values: np.ndarray) -> float:
+def _error_axis(ax: Any, values: np.ndarray, se: np.ndarray | None = None) -> float:
     """A linear y axis fitted to ``values`` (errors in [0, 1]), ticks in percent; returns its
     top. The top is the largest value below Tukey's upper fence (Q3 + 1.5 IQR), so that a few
-    diverged trials do not squash the rest; draw what lies above with :func:`_above`."""
-    finite = np.asarray(values, dtype=float)
-    finite = finite[np.isfinite(finite)]
-    if not len(finite):
-        finite = np.array([0.0, 1.0])
-    q1, q3 = np.percentile(finite, [25, 75])
-    inside = finite[finite <= q3 + 1.5 * (q3 - q1) + 1e-12]
-    low, high = float(inside.min()), float(inside.max())
+    diverged trials do not squash the rest; draw what lies above with :func:`_above`. With
+    ``se`` (one standard error per value) the bottom leaves room for the error bars of the
+    lowest values. Values at 0% are drawn whole: the axis reaches a little below 0%, which
+    gets no tick label."""
+    values = np.asarray(values, dtype=float)
+    finite = np.isfinite(values)
+    if not finite.any():
+        values, finite, se = np.array([0.0, 1.0]), np.array([True, True]), None
+    v = values[finite]
+    q1, q3 = np.percentile(v, [25, 75])
+    inside = v <= q3 + 1.5 * (q3 - q1) + 1e-12
+    low, high = float(v[inside].min()), float(v[inside].max())
     pad = max(0.06 * (high - low), 0.002)
-    bottom, top = max(0.0, low - pad), min(1.0, high + pad)
+    bottom = low - pad
+    if se is not None:
+        spread = np.nan_to_num(np.asarray(se, dtype=float)[finite][inside])
+        bottom = min(bottom, float((v[inside] - spread).min()) - pad / 3)
+    bottom, top = max(-pad / 2, bottom), min(1.0, high + pad)
     ax.set_ylim(bottom, top)
     ax.yaxis.set_major_locator(MaxNLocator(nbins=7, steps=[1, 2, 2.5, 5, 10]))
     ax.yaxis.set_major_formatter(FuncFormatter(_percent))
@@ -640,6 +727,8 @@ def _error_axis(ax: Any, values: np.ndarray) -> float:
 
 
 def _percent(v: float, _: Any = None) -> str:
+    if v < -1e-12:
+        return ""  # below 0%: room for the points at 0%, not a value
     return f"{100 * v:.{max(0, min(2, _decimals(v)))}f}%"
 
 
@@ -671,9 +760,22 @@ def _above_label(n: int, values: Any) -> str:
     return f"{n} above the axis (up to {worst:.1%})"
 
 
-def _outside_legend(ax: Any, **kw: Any) -> None:
-    """The legend to the right of the axes: never over the data."""
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kw)
+def _legend_below(
+    fig: Figure, handles: list[Any], labels: list[str], ncols: int | None = None
+) -> float:
+    """The legend under the axes, centred (never over the data); returns the part of the
+    figure's height it takes, for :func:`_layout`."""
+    if not handles:
+        return 0.0
+    ncols = ncols or min(len(handles), 4)
+    rows = math.ceil(len(handles) / ncols)
+    fig.legend(handles, labels, loc="lower center", ncols=ncols, frameon=False)
+    return (0.12 + 0.24 * rows) / fig.get_figheight()
+
+
+def _layout(fig: Figure, legend: float = 0.0) -> None:
+    """Tight layout above a legend that takes the bottom ``legend`` part of the figure."""
+    fig.tight_layout(rect=(0, legend, 1, 1))
 
 
 def _se(t: TrialRecord, value: float | None = None) -> float:
@@ -683,43 +785,79 @@ def _se(t: TrialRecord, value: float | None = None) -> float:
     return 0.0 if se is None else se
 
 
+def _param_positions(trials: Sequence[TrialRecord], param: str, dist: Any) -> np.ndarray:
+    """Where on the x axis of ``param`` each trial goes: its value; a choice's index for a
+    categorical; spread sideways by a fixed offset per trial number where the values are few
+    (a categorical, a small integer range), so that equal values do not hide each other."""
+    if isinstance(dist, CategoricalDistribution):
+        index = {c: i for i, c in enumerate(dist.choices)}
+        return np.array([index[t.params[param]] for t in trials]) + _jitter(trials, 0.6)
+    x = np.array([t.params[param] for t in trials], dtype=float)
+    if isinstance(dist, IntDistribution) and not dist.log and _few(dist):
+        x = x + _jitter(trials, 0.5 * dist.step)
+    return x
+
+
+def _few(dist: Any) -> bool:
+    return (dist.high - dist.low) / dist.step <= 10
+
+
+def _jitter(trials: Sequence[TrialRecord], width: float) -> np.ndarray:
+    """A fixed offset in [-width/2, width/2) per trial number (golden-ratio sequence: spread
+    evenly, the same every time, no random numbers)."""
+    return np.array([((t.number * 0.6180339887) % 1.0 - 0.5) * width for t in trials])
+
+
 def _param_axis(ax: Any, dist: Any) -> None:
     """The x axis of one hyperparameter: its whole search range (so that one sees where in it
-    the good trials lie), log where the range is, whole numbers for integers."""
+    the good trials lie), log where the range is, whole numbers for integers; one column per
+    choice for a categorical."""
+    if isinstance(dist, CategoricalDistribution):
+        k = len(dist.choices)
+        ax.set_xticks(range(k), [_short(c) for c in dist.choices])
+        ax.set_xlim(-0.6, k - 0.4)
+        ax.grid(axis="x", visible=False)
+        return
     if dist.log:
         _log_axis(ax, dist.low, dist.high)
         ax.set_xlim(dist.low / 1.15, dist.high * 1.15)
         return
     margin = 0.04 * (dist.high - dist.low)
-    ax.set_xlim(dist.low - margin, dist.high + margin)
     if isinstance(dist, IntDistribution):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if _few(dist):  # room for the points spread sideways
+            margin = max(margin, 0.45 * dist.step)
+    ax.set_xlim(dist.low - margin, dist.high + margin)
 
 
 def _log_axis(ax: Any, low: float, high: float) -> None:
     """A log x axis labelled 0.01, 0.02, 0.05, ... instead of 10^-2, 2x10^-2 (which overlap);
-    only powers of ten over more than two decades."""
+    only powers of ten over more than two decades; a few round values within one decade
+    (where Matplotlib's log locator would label every hundred: 300 400 500 600 700 800)."""
     ax.set_xscale("log")
-    wide = high > 100 * low
-    ax.xaxis.set_major_locator(LogLocator(subs=(1.0,) if wide else (1.0, 2.0, 5.0)))
+    if high < 5 * low:
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]))
+    else:
+        wide = high > 100 * low
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0,) if wide else (1.0, 2.0, 5.0)))
     ax.xaxis.set_minor_locator(LogLocator(subs="all"))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
-def _activation_legend(
-    fig: Figure, trials: Sequence[TrialRecord], pruned: bool = False
-) -> None:
+def _activation_legend(fig: Figure, trials: Sequence[TrialRecord]) -> float:
+    """The legend of the activation colours (and of hollow pruned trials), under the axes."""
     used = {t.activation for t in trials}
     present = [a for a in ACTIVATIONS if a in used]
     handles = [
         Line2D([], [], ls="", marker="o", color=COLORS.get(a, "black"), label=a) for a in present
     ]
-    if pruned:
+    if any(t.state == TrialState.PRUNED for t in trials):
         handles.append(
             Line2D([], [], ls="", marker="o", mfc="none", color="0.3", label="pruned (hollow)")
         )
-    fig.legend(handles=handles, title="activation", loc="upper right", bbox_to_anchor=(1.0, 0.93))
+    handles.insert(0, Line2D([], [], ls="", label="activation:"))
+    return _legend_below(fig, handles, [h.get_label() for h in handles], ncols=len(handles))
 
 
 def _optuna_plot(function: Callable[..., Any], study: optuna.Study, **kwargs: Any):
@@ -743,4 +881,4 @@ def _optuna_plot(function: Callable[..., Any], study: optuna.Study, **kwargs: An
 
 
 def _note(notes: list[str]) -> str:
-    return f"\n(Optuna: {'; '.join(notes)})" if notes else ""
+    return f"\n({'; '.join(notes)})" if notes else ""

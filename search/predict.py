@@ -80,7 +80,7 @@ def predict_file(
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from mlpsearch.cli import _output_options
+    from mlpsearch.cli import output_options
 
     p = sub.add_parser(
         "predict",
@@ -102,7 +102,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="a CSV's label column (default: label)",
     )
-    _output_options(p)
+    output_options(p)
     p.set_defaults(handler=cmd_predict)
 
 

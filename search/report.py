@@ -84,7 +84,8 @@ def write_report(
     else:
         echo(
             f"\ntop {len(table)} trials (validation ± its noise, and train error, at the best "
-            "epoch; 'within noise': not distinguishable from the best):"
+            "epoch; confirmed configurations first, as mean ± sd over n seeds; 'within noise': "
+            "less than 2 standard errors (SE) from the best):"
         )
         echo(table.to_string(index=False))
     echo(
@@ -152,10 +153,9 @@ def summary(
 
 def top_trials(trials: Sequence[TrialRecord], k: int = TOP) -> pd.DataFrame:
     """The ``k`` best complete trials as a table of readable strings, best first."""
-    found = confirm.estimates(trials)
     winner = confirm.best(trials)
     # Confirmed configurations first, by their mean over seeds; then the rest by value.
-    ranked = sorted(found.values(), key=lambda e: (not e.confirmed, e.mean, e.trial))[:k]
+    ranked = confirm.ranked(trials)[:k]
     by_number = {r.number: r for r in trials}
     rows = []
     for e in ranked:
@@ -201,7 +201,8 @@ def _within_noise(
     by_number: dict[int, TrialRecord],
 ) -> str:
     """'best'; 'yes' when the difference from the best is under two standard errors of the
-    difference; else 'no'."""
+    difference, else 'no'; with that difference in standard errors (``yes (1.4 SE)``), so
+    that two configurations of equal mean but unequal spread read as what they are."""
     if winner is None or noise is None:
         return ""
     if e.trial == winner.trial:
@@ -209,7 +210,11 @@ def _within_noise(
     best_noise = _noise(winner, by_number[winner.trial].val_rows)
     if best_noise is None:
         return ""
-    return "yes" if e.mean - winner.mean < 2 * (noise**2 + best_noise**2) ** 0.5 else "no"
+    se = (noise**2 + best_noise**2) ** 0.5
+    if se == 0.0:
+        return "no" if e.mean > winner.mean else "yes"
+    z = (e.mean - winner.mean) / se
+    return f"{'yes' if z < 2 else 'no'} ({z:.1f} SE)"
 
 
 def _pruner(name: str | None) -> str:
@@ -224,6 +229,8 @@ body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; 
 h1 { font-size: 1.6em; margin-bottom: 0.2em; }
 h2 { font-size: 1.25em; margin-top: 1.8em; border-bottom: 1px solid #ccc; }
 table { border-collapse: collapse; font-size: 0.9em; }
+div.wide { overflow-x: auto; }  /* a wide table scrolls, not off the page */
+table.trials { font-size: 0.85em; }
 th, td { padding: 0.25em 0.7em; text-align: left; border-bottom: 1px solid #e4e4e4; }
 th { background: #f2f2f2; }
 table.summary th { background: none; font-weight: 600; }
@@ -256,6 +263,7 @@ def render_html(
         top = "<p>No complete trials yet.</p>"
     else:
         top = table.to_html(index=False, border=0, escape=True, classes="trials")
+        top = f'<div class="wide">\n{top}\n</div>'
     figures = []
     for path in plots:
         data = base64.b64encode(path.read_bytes()).decode("ascii")
@@ -283,7 +291,8 @@ def render_html(
 Confirmed configurations (re-trained on fresh seeds after the search) come first, as mean ±
 sd over n seeds, with the search's own single-seed value beside it; other errors carry the
 binomial standard error of {e(val_note)}. "within noise": the difference from the best is
-less than two standard errors of that difference, so the data cannot tell them apart.
+less than two standard errors (SE) of that difference, so the data cannot tell them apart;
+the number beside it is the difference in those standard errors.
 Every trial is in <code>trials.csv</code>.</p>
 {top}
 <h2>Plots</h2>

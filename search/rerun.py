@@ -31,11 +31,11 @@ from typing import Any
 import numpy as np
 import optuna
 
+from mlpsearch import confirm
 from mlpsearch.config import Confirm, Experiment, Fixed, Spec, StudyConfig
 from mlpsearch.data import check_same_data, load_data
 from mlpsearch.engine import MLP, EpochRecord, History, Model, TrainConfig, train
 from mlpsearch.engine.data import Dataset
-from mlpsearch import confirm
 from mlpsearch.engine.files import write_atomic
 from mlpsearch.errors import ConfigError
 from mlpsearch.objective import engine_fingerprint

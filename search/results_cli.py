@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlpsearch.cli import checked_int, output_options
+
 if TYPE_CHECKING:
     from mlpsearch.config import Experiment
 
@@ -32,8 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     report.add_argument("study", nargs="?", metavar="STUDY", help=STUDY_HELP)
     report.add_argument("--top", type=int, default=10, metavar="K", help="trials to list")
-    _storage_options(report)
-    _output_options(report)
+    study_options(report)
+    output_options(report)
     report.set_defaults(handler=cmd_report)
 
     compare = sub.add_parser(
@@ -47,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     compare.add_argument(
         "items", nargs="+", metavar="STUDY TRIAL", help=f"{STUDY_HELP}; then trial numbers"
     )
-    _storage_options(compare)
+    study_options(compare)
     compare.set_defaults(handler=cmd_compare)
 
     rerun = sub.add_parser(
@@ -79,25 +81,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="T",
         help="BLAS threads (default: as the study's workers, cpu_count // n_jobs)",
     )
-    _storage_options(rerun)
-    _output_options(rerun)
+    study_options(rerun)
+    output_options(rerun)
     rerun.set_defaults(handler=cmd_rerun)
 
 
-def _output_options(parser: argparse.ArgumentParser) -> None:
-    from mlpsearch.cli import _output_options as shared  # one definition of the two flags
-
-    shared(parser)
-
-
-def _storage_options(parser: argparse.ArgumentParser) -> None:
+def study_options(parser: argparse.ArgumentParser, writes: bool = True) -> None:
+    """``--storage URL --study NAME`` (a study named by its storage) and ``--out DIR`` (where
+    STUDY names are looked up and, for a command that ``writes``, its outputs go)."""
     parser.add_argument("--storage", metavar="URL", help="Optuna storage URL of the study")
     parser.add_argument("--study", dest="study_name", metavar="NAME", help="study name")
+    where = "STUDY names are looked up" + (" and outputs go" if writes else "")
     parser.add_argument(
         "--out",
         metavar="DIR",
         default="results",
-        help="results folder where STUDY names are looked up and outputs go (default: results)",
+        help=f"results folder where {where} (default: results)",
     )
 
 
@@ -150,19 +149,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_rerun(args: argparse.Namespace) -> int:
     from mlpsearch.console import print_json, printer
-    from mlpsearch.errors import UsageError
     from mlpsearch.rerun import rerun
 
-    if args.seeds < 0:
-        raise UsageError(f"--seeds: {args.seeds} must be >= 0")
-    if args.seeds > MAX_SEEDS:
-        raise UsageError(f"--seeds: {args.seeds} is out of range; allowed: 0 to {MAX_SEEDS}")
-    if args.threads is not None and args.threads < 1:
-        raise UsageError(f"--threads: {args.threads} must be >= 1")
-    if args.threads is not None and args.threads > MAX_THREADS:
-        raise UsageError(
-            f"--threads: {args.threads} is out of range; allowed: 1 to {MAX_THREADS}"
-        )
+    checked_int(args.seeds, "--seeds", 0, MAX_SEEDS)
+    checked_int(args.threads, "--threads", 1, MAX_THREADS)
     study, folder = open_results(args.study, args.storage, args.study_name, Path(args.out))
     make_results_folder(folder)
     with writing_results():

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import optuna
 
-from mlpsearch import confirm
-from mlpsearch import trials
+from mlpsearch import confirm, trials
 from mlpsearch.config import Experiment, check_memory_for_data
 from mlpsearch.data import check_same_data, load_data
 from mlpsearch.engine.files import LockTimeout, write_atomic
@@ -169,12 +168,13 @@ def _run(
                 f"{data.name} [{len(data.y_train)} train / {len(data.y_val)} val], "
                 f"{workers} workers; storage {mask(url)}"
             )
-        ran = _work(pool, url, study, storage, n_trials, echo, hint, bar)
+        loop = _WorkLoop(pool, url, study, storage, echo, hint, bar)
+        ran = loop.work(n_trials)
         summary = None
         if folder is not None:
             write_table(study, folder)
             if exp.study.confirm.on:
-                ran += _confirm(exp, pool, url, study, storage, n_trials, echo, hint, bar)
+                ran += loop.confirm(exp, n_trials)
                 write_table(study, folder)
             summary = write_summary(study, folder)
     except Exception as err:
@@ -192,71 +192,66 @@ def _run(
     return result
 
 
-def _confirm(
-    exp: Experiment,
-    pool: WorkerPool,
-    url: str,
-    study: optuna.Study,
-    storage: optuna.storages.BaseStorage,
-    n_trials: int,
-    echo: Callable[[str], None],
-    hint: str,
-    bar: bool | None = None,
-) -> int:
-    """Enqueue the confirmation trials of the best configurations (:mod:`mlpsearch.confirm`)
-    that are missing, and run them (with any left from an earlier run); how many ran here."""
-    top, seeds = exp.study.confirm.top, exp.study.confirm.seeds
-    with planning_lock(storage, exp.study.name):
-        confirm.enqueue(study, top, seeds)
-    waiting, running = queue(study, storage)
-    if not (waiting or running):
-        return 0
-    echo(
-        f"confirming the best {top} configurations on {seeds} fresh seeds each: "
-        f"{waiting} trials to run (not counted in n_trials, never pruned)"
-    )
-    return _work(pool, url, study, storage, n_trials + top * seeds, echo, hint, bar)
+@dataclass(frozen=True)
+class _WorkLoop:
+    """The workers of a run or a join at work on ``study``: running them until no trial waits
+    or runs, for the search's trials and for the confirmation's alike."""
 
+    pool: WorkerPool
+    url: str
+    study: optuna.Study
+    storage: optuna.storages.BaseStorage
+    echo: Callable[[str], None]
+    hint: str
+    bar: bool | None = None
 
-def _work(
-    pool: WorkerPool,
-    url: str,
-    study: optuna.Study,
-    storage: optuna.storages.BaseStorage,
-    n_trials: int,
-    echo: Callable[[str], None],
-    hint: str,
-    bar: bool | None = None,
-) -> int:
-    """Run the workers until no trial waits or runs; restart them if one is killed."""
-    progress = Progress(n_trials, echo=echo, bar=bar)
-    finished = FinishedTrials(study, storage)  # each finished trial read once
+    def confirm(self, exp: Experiment, n_trials: int) -> int:
+        """Enqueue the confirmation trials of the best configurations (:mod:`mlpsearch.confirm`)
+        that are missing, and run them (with any left from an earlier run); how many ran here."""
+        top, seeds = exp.study.confirm.top, exp.study.confirm.seeds
+        with planning_lock(self.storage, exp.study.name):
+            confirm.enqueue(self.study, top, seeds)
+        waiting, running = queue(self.study, self.storage)
+        if not (waiting or running):
+            return 0
+        self.echo(
+            f"confirming the best {top} configurations on {seeds} fresh seeds each: "
+            f"{waiting} trials to run (not counted in n_trials, never pruned)"
+        )
+        return self.work(n_trials + top * seeds)
 
-    def watch() -> None:
-        progress.update(finished.new())
+    def work(self, n_trials: int) -> int:
+        """Run the workers until no trial waits or runs; restart them if one is killed. How
+        many trials they ran; ``n_trials``: the count the progress shows."""
+        study, storage = self.study, self.storage
+        progress = Progress(n_trials, echo=self.echo, bar=self.bar)
+        finished = FinishedTrials(study, storage)  # each finished trial read once
 
-    watch()
-    restarts = ran = 0
-    try:
-        while True:
-            died, count = pool.run(url, study, storage, watch)
-            ran += count
-            if not died:
-                return ran
-            restarts += 1
-            if restarts > MAX_RESTARTS:
-                raise RunError("workers keep dying; see the failed trials' reasons")
-            requeued = fail_stale(study, storage)
-            echo(f"a worker died; re-queued trial(s) {requeued}; restarting the workers")
-            pool.restart()
-    except KeyboardInterrupt:
-        progress.close()
-        raise Interrupted(
-            f"interrupted: {trials.count_finished(study)} of {n_trials} trials finished and kept; "
-            f"resume with: {hint}"
-        ) from None
-    finally:
-        progress.close()
+        def watch() -> None:
+            progress.update(finished.new())
+
+        watch()
+        restarts = ran = 0
+        try:
+            while True:
+                died, count = self.pool.run(self.url, study, storage, watch)
+                ran += count
+                if not died:
+                    return ran
+                restarts += 1
+                if restarts > MAX_RESTARTS:
+                    raise RunError("workers keep dying; see the failed trials' reasons")
+                requeued = fail_stale(study, storage)
+                self.echo(f"a worker died; re-queued trial(s) {requeued}; restarting the workers")
+                self.pool.restart()
+        except KeyboardInterrupt:
+            progress.close()
+            raise Interrupted(
+                f"interrupted: {trials.count_finished(study)} of {n_trials} trials finished and "
+                f"kept; resume with: {self.hint}"
+            ) from None
+        finally:
+            progress.close()
 
 
 def _say_how_it_ended(result: RunResult, url: str, echo: Callable[[str], None]) -> None:

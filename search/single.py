@@ -6,11 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from mlpsearch.config import Experiment, check_memory_for_data
+from mlpsearch.data import load_data
 from mlpsearch.engine import MLP, EpochRecord, History, TrainConfig, train
 from mlpsearch.engine.data import Dataset
-from mlpsearch.config import Experiment, check_memory_for_data
 from mlpsearch.errors import ConfigError
-from mlpsearch.data import load_data
 from mlpsearch.space import suggest, trial_config
 
 

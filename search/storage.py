@@ -20,10 +20,10 @@ from optuna.storages import RDBStorage
 
 from mlpsearch.engine.files import LockTimeout, file_lock
 from mlpsearch.errors import ConfigError
-from mlpsearch.masking import mask, register
-from mlpsearch.postgres import check_room, quiet_logs
 from mlpsearch.journal import open_journal
 from mlpsearch.liveness import GRACE_SECONDS, HEARTBEAT_SECONDS, MAX_RETRY, Retry
+from mlpsearch.masking import mask, register
+from mlpsearch.postgres import check_room, quiet_logs
 
 #: Longest wait for a lock another process holds while it plans a study or creates tables.
 LOCK_SECONDS = 300.0

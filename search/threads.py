@@ -8,6 +8,7 @@ and the BLAS kernel, since a bitwise reproduction (``mlpsearch rerun``) needs th
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 #: Environment variables that fix the thread count of the BLAS and OpenMP libraries.
 THREAD_VARS = (
@@ -35,13 +36,32 @@ def blas_threads() -> int:
 
 
 def blas_kernel() -> str:
-    """The BLAS library in use: API, version and kernel, e.g. ``"openblas 0.3.27 Haswell"``."""
-    pools = _blas_pools()
+    """The BLAS library numpy computes with: API, version and kernel, e.g.
+    ``"openblas 0.3.27 Haswell"``; ``"none"`` if no BLAS is loaded."""
+    pools = numpy_blas_first(_blas_pools())
     if not pools:
         return "none"
     p = pools[0]
     parts = (p.get("internal_api"), p.get("version"), p.get("architecture"))
     return " ".join(str(x) for x in parts if x)
+
+
+def numpy_blas_first(pools: list[dict]) -> list[dict]:
+    """``pools`` (threadpoolctl's BLAS entries), numpy's own first: the one whose file lies in
+    numpy's folders (``numpy/``, or ``numpy.libs/`` beside it in a wheel install), then a
+    system library (a distribution's numpy links one), then another package's copy (scipy's
+    wheel brings its own OpenBLAS). threadpoolctl's order is no guide: it changes from process
+    to process."""
+
+    def rank(pool: dict) -> int:
+        folders = Path(pool.get("filepath") or "").parts[:-1]
+        if "numpy" in folders or "numpy.libs" in folders:
+            return 0
+        if "site-packages" in folders or "dist-packages" in folders:
+            return 2
+        return 1
+
+    return sorted(pools, key=rank)  # stable: in load order within a rank
 
 
 def _blas_pools() -> list[dict]:

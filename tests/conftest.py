@@ -2,8 +2,9 @@
 
 Test modules never import from each other nor from this folder (``test_suite.py`` checks it):
 they ask for what they share by fixture name. A helper that a second test module needs moves
-here, as a fixture with a line in the table below. ``pg.py`` holds the PostgreSQL server code;
-among the tests only this file imports it (the benchmarks that start a server use it too).
+here, as a fixture with a line in the table below. The PostgreSQL server code, which the
+benchmarks use too, is :mod:`mlpsearch.testing.postgres`; among the tests only this file
+imports it.
 Studies run in subprocesses, and anything over about 5 s, are marked ``slow``: the quick run
 ``python -m pytest -m "not slow"`` leaves them out (CI runs everything).
 
@@ -51,7 +52,6 @@ from typing import Any
 
 import numpy as np
 import optuna
-import pg
 import pytest
 from optuna.trial import FrozenTrial, TrialState
 
@@ -60,6 +60,7 @@ from mlpsearch.engine.data import datasets, download
 from mlpsearch.liveness import WORKER_KEY
 from mlpsearch.runner import run_study
 from mlpsearch.storage import default_url, open_storage
+from mlpsearch.testing import postgres as pg
 
 ROOT = Path(__file__).resolve().parent.parent
 

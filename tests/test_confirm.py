@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import statistics
 import tomllib
@@ -19,6 +20,7 @@ from mlpsearch.config import ConfigError, parse_experiment
 from mlpsearch.journal import open_journal
 from mlpsearch.liveness import WORKER_KEY, fail_stale
 from mlpsearch.progress import trial_line
+from mlpsearch.report import summary as report_summary
 from mlpsearch.report import top_trials, write_report
 from mlpsearch.rerun import fresh_seeds
 from mlpsearch.runner import run_study
@@ -131,6 +133,44 @@ def test_summary_json_written_by_run_with_stable_keys(confirmed):
     assert any(line.startswith("trials: ") and " interrupted" in line for line in lines)
 
 
+def test_confirmation_trials_are_shown_in_the_progress(confirmed):
+    result, _, lines = confirmed
+    extra = [t for t in stored.records(result.study) if t.is_confirmation]
+    assert len(extra) == 4
+    for t in extra:
+        line = next(s for s in lines if s.startswith(f"trial {t.number:>4} "))
+        assert f"confirms trial {t.confirms} (fresh seed {t.confirm_seed})" in line
+        assert f"val {t.value:.2%}" in line
+
+
+def test_summary_keys_are_the_ones_the_readme_documents(confirmed, root):
+    """Every key of summary.json has a row in the README's table, and every row a key."""
+    _, folder, _ = confirmed
+    text = (root / "README.md").read_text(encoding="utf-8")
+    table = text.split("### summary.json", 1)[1].split("\n\n## ", 1)[0]
+    documented = set()
+    for line in table.splitlines():
+        if not line.startswith("| `"):
+            continue
+        parent = ""
+        for key in re.findall(r"`([^`]+)`", line.split("|")[1]):
+            if key.startswith("."):
+                key = parent + key
+            parent = key.rsplit(".", 1)[0] if "." in key else key
+            documented.add(key)
+
+    def keys(value: dict, prefix: str = "") -> set[str]:
+        out = set()
+        for k, v in value.items():
+            if isinstance(v, dict) and k != "params":  # params: the study's own names
+                out |= keys(v, f"{prefix}{k}.")
+            else:
+                out.add(prefix + k)
+        return out
+
+    assert keys(json.loads((folder / "summary.json").read_text())) == documented
+
+
 def test_report_shows_confirmed_means_noise_and_rewrites_summary(confirmed, tmp_path):
     result, folder, _ = confirmed
     (folder / "summary.json").unlink()
@@ -142,7 +182,12 @@ def test_report_shows_confirmed_means_noise_and_rewrites_summary(confirmed, tmp_
     assert first["trial"] == est.trial
     assert first["val error"] == f"{est.mean:.2%} ± {est.std:.2%} (n=3)"
     assert first["within noise"] == "best"
-    assert set(table["within noise"]) <= {"best", "yes", "no"}
+    # the others: yes or no, with the difference from the best in standard errors
+    for verdict in table["within noise"].iloc[1:]:
+        found = re.fullmatch(r"(yes|no) \((-?\d+\.\d) SE\)", verdict)
+        assert found, verdict
+        z = float(found[2])  # rounded to one decimal: 1.96 shows as 2.0
+        assert z <= 2.0 if found[1] == "yes" else z >= 2.0
     # an unconfirmed trial carries the binomial standard error of its validation error
     single = table[table["search seed"] == ""].iloc[0]
     t = result.study.trials[int(single["trial"])]
@@ -163,6 +208,24 @@ def test_rerun_resumes_confirmation_and_turning_it_on_later_confirms(tmp_path, e
     assert len(extra) == 2
     again = run_study(on, tmp_path, echo=lambda s: None)  # nothing left to do
     assert len(again.study.get_trials()) == len(second.study.get_trials())
+
+
+def test_a_run_stopped_during_confirmation_finishes_it_when_resumed(tmp_path, experiment):
+    """Confirmation trials wait in the storage like any trial: a run stopped after it enqueued
+    them (before they ran) runs each of them once when resumed, and adds no duplicate."""
+    run_study(experiment(name="stopped", top=0), tmp_path, echo=lambda s: None)
+    storage = open_journal(tmp_path / "stopped" / "journal.log")
+    planned = optuna.load_study(study_name="stopped", storage=storage)
+    assert confirm.enqueue(planned, 2, 2) == 4  # what the stopped run had planned
+    lines: list[str] = []
+    second = run_study(experiment(name="stopped", top=2, seeds=2), tmp_path, echo=lines.append)
+    extra = [t for t in stored.records(second.study) if t.is_confirmation]
+    assert len(extra) == 4
+    assert all(t.state == TrialState.COMPLETE for t in extra)
+    assert len({(t.confirms, t.confirm_seed) for t in extra}) == 4
+    assert sum("confirms trial" in line for line in lines) == 4
+    best = json.loads((tmp_path / "stopped" / "summary.json").read_text())["best"]
+    assert best["n_seeds"] == 3
 
 
 def test_confirmation_is_never_pruned(tmp_path, experiment):
@@ -218,6 +281,11 @@ def test_a_trial_whose_worker_died_is_interrupted_and_names_its_rerun(tmp_path):
     summary = study_summary(study)
     assert summary["counts"]["interrupted"] == 1 and summary["counts"]["failed"] == 1
     assert (retry.slot, retry.seed, retry.reason, retry.interrupted) == (0, 9, "", None)
+    # the report's summary lines: counted apart from the failures, and named with the rerun
+    facts = dict(report_summary(study, trials))
+    assert "1 failed, 1 interrupted" in facts["trials"]
+    assert facts["interrupted trials"] == f"0: interrupted (re-run as trial {retry.number})"
+    assert facts["failed trials"] == "1: diverged: training diverged in epoch 2"
 
 
 def test_a_confirmation_trial_keeps_its_tags_when_re_queued(tmp_path):
@@ -252,3 +320,35 @@ def test_rerun_final_of_the_confirmed_best_fills_test_error_and_best_toml_says_s
     assert f"{est.mean:.4%} ± {est.std:.4%} (sd)" in header
     assert f"the search's single seed gave {est.search_value:.4%}" in header
     assert "optimism" in header
+
+
+# --- an honest train error ---------------------------------------------------------------------
+
+
+def test_stored_train_error_is_the_best_epoch_models_error_on_the_training_part(confirmed):
+    """End to end: the train error a trial stores (its curve, ``best_train_error``, the
+    trials.csv column, the top table) is the error of its best-epoch weights on the training
+    part in evaluation mode, not the running average over the epoch's minibatches (that is
+    kept apart, as the batch loss)."""
+    from threadpoolctl import threadpool_limits
+
+    from mlpsearch.data import load_data
+    from mlpsearch.engine.training import TRAIN_EVAL_ROWS
+    from mlpsearch.rerun import train_best
+
+    result, _, _ = confirmed
+    trials = stored.records(result.study)
+    t = stored.best(trials)
+    data = load_data(stored.stored_experiment(result.study))
+    assert len(data.y_train) < TRAIN_EVAL_ROWS  # digits: every training row is evaluated
+    with threadpool_limits(limits=t.blas_threads):
+        history, model = train_best(t.config, data)
+    assert tuple(history.val_error) == t.curves.val_error  # the very training of the trial
+    _, error, _ = model.evaluate(data.X_train, data.y_train)
+    assert t.best_train_error == pytest.approx(error, abs=1e-12)
+    assert t.curves.train_error[t.best_epoch - 1] == t.best_train_error
+    assert len(t.curves.batch_loss) == t.epochs  # the running average: kept, named apart
+    frame = trials_frame(result.study).set_index("number")
+    assert frame.loc[t.number, "best_train_error"] == pytest.approx(error, abs=1e-12)
+    table = top_trials(trials).set_index("trial")
+    assert table.loc[t.number, "train error"] == f"{error:.2%}"

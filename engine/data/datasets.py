@@ -82,10 +82,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..scaling import Scaling
 from ..files import FileLock, file_lock, write_atomic
 from ..memory import available_bytes, describe_bytes
+from ..scaling import Scaling, nonfinite
 from . import download
+from .features import npz_errors
 from .idx import DataError, read_image_label_pair
 
 __all__ = ["DataError", "Dataset", "load_dataset", "stratified_split", "cache_root", "NAMES"]
@@ -676,22 +677,15 @@ def _read_npz(path: Path) -> _Raw:
         if f.read(4) != b"PK\x03\x04":
             raise DataError(f"{path}: not a .npz archive (save with numpy.savez)")
     _check_npz_sizes(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            names = list(z.files)
-            missing = [k for k in ("X", "y") if k not in names]
-            if missing:
-                raise DataError(
-                    f"{path}: missing array {' and '.join(map(repr, missing))} "
-                    f"(found: {', '.join(names) or 'nothing'})"
-                )
-            arrays = {k: z[k] for k in ("X", "y", "X_test", "y_test") if k in names}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        if isinstance(e, DataError):
-            raise
-        if "allow_pickle" in str(e):
-            raise DataError(f"{path}: holds Python objects; save numeric arrays") from None
-        raise DataError(f"{path}: unreadable .npz ({e})") from None
+    with npz_errors(path), np.load(path, allow_pickle=False) as z:
+        names = list(z.files)
+        missing = [k for k in ("X", "y") if k not in names]
+        if missing:
+            raise DataError(
+                f"{path}: missing array {' and '.join(map(repr, missing))} "
+                f"(found: {', '.join(names) or 'nothing'})"
+            )
+        arrays = {k: z[k] for k in ("X", "y", "X_test", "y_test") if k in names}
     if ("X_test" in arrays) != ("y_test" in arrays):
         raise DataError(f"{path}: X_test and y_test must be given together")
     X, y = _check_arrays(path, arrays["X"], arrays["y"], "X", "y", "row")
@@ -708,39 +702,34 @@ def _check_npz_sizes(path: Path) -> None:
     array whose declared size does not match the bytes stored for it (a forged or cut header)
     or whose arrays together would not fit in memory."""
     total = 0
-    try:
-        with zipfile.ZipFile(path) as z:
-            for info in z.infolist():
-                name = info.filename.removesuffix(".npy")
-                if name not in ("X", "y", "X_test", "y_test"):
-                    continue
-                with z.open(info) as f:
-                    version = np.lib.format.read_magic(f)
-                    read_header = (
-                        np.lib.format.read_array_header_1_0
-                        if version == (1, 0)
-                        else np.lib.format.read_array_header_2_0
-                    )
-                    shape, _, dtype = read_header(f, max_header_size=100_000)
-                    header_len = f.tell()
-                if any(d < 0 for d in shape):
-                    raise DataError(f"{path}: array {name} declares a negative shape {shape}")
-                if dtype.hasobject:
-                    raise DataError(f"{path}: holds Python objects; save numeric arrays")
-                declared = math.prod(shape) * dtype.itemsize
-                stored = info.file_size - header_len
-                if declared != stored:
-                    raise DataError(
-                        f"{path}: array {name} declares shape {shape} of {dtype} "
-                        f"({describe_bytes(declared)}) but stores {describe_bytes(stored)}; "
-                        "damaged or forged"
-                    )
-                # the array, its float64 working copy per chunk is small; its float32 copy
-                total += declared + math.prod(shape) * 4
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
-        if isinstance(e, DataError):
-            raise
-        raise DataError(f"{path}: unreadable .npz ({' '.join(str(e).split())})") from None
+    with npz_errors(path), zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            name = info.filename.removesuffix(".npy")
+            if name not in ("X", "y", "X_test", "y_test"):
+                continue
+            with z.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                read_header = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape, _, dtype = read_header(f, max_header_size=100_000)
+                header_len = f.tell()
+            if any(d < 0 for d in shape):
+                raise DataError(f"{path}: array {name} declares a negative shape {shape}")
+            if dtype.hasobject:
+                raise DataError(f"{path}: holds Python objects; save numeric arrays")
+            declared = math.prod(shape) * dtype.itemsize
+            stored = info.file_size - header_len
+            if declared != stored:
+                raise DataError(
+                    f"{path}: array {name} declares shape {shape} of {dtype} "
+                    f"({describe_bytes(declared)}) but stores {describe_bytes(stored)}; "
+                    "damaged or forged"
+                )
+            # the array, its float64 working copy per chunk is small; its float32 copy
+            total += declared + math.prod(shape) * 4
     if total > available_bytes():
         raise DataError(
             f"{path}: its arrays need {describe_bytes(total)} of memory (with their float32 "
@@ -833,14 +822,9 @@ def _check_arrays(path, X, y, xname, yname, row) -> tuple[np.ndarray, np.ndarray
         raise DataError(
             f"{path}: mismatched lengths: {xname} has {len(X)} rows, {yname} {len(y)} labels"
         )
-    if X.dtype.kind == "f":
-        bad = ~np.isfinite(X)
-        if bad.any():
-            r, c = np.argwhere(bad)[0]
-            raise DataError(
-                f"{path}: {xname} has NaN or infinite values in {int(bad.any(axis=1).sum())} "
-                f"rows (first: {row} {r + 1}, feature {c + 1}, value {X[r, c]})"
-            )
+    problem = nonfinite(X, row)
+    if problem:
+        raise DataError(f"{path}: {xname} has {problem}")
     if y.dtype.kind == "f":
         bad = ~np.isfinite(y) | (y != np.round(y))
         if bad.any():

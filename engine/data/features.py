@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 import warnings
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +25,7 @@ import numpy as np
 
 from .idx import DataError, read_idx
 
-__all__ = ["Features", "read_features"]
+__all__ = ["Features", "npz_errors", "read_features"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,19 +94,26 @@ def _csv(path: Path, label_column: str) -> Features:
     return Features(data[:, keep], y, names, f"{path} (.csv)")
 
 
-def _npz(path: Path) -> Features:
+@contextmanager
+def npz_errors(path: Path) -> Iterator[None]:
+    """Reading the .npz archive ``path``: what goes wrong is one DataError naming it (a
+    DataError raised inside passes as it is)."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if "X" not in z.files:
-                raise DataError(f"{path}: no array 'X' (found: {', '.join(z.files) or 'nothing'})")
-            X = z["X"]
-            y = z["y"] if "y" in z.files else None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        if isinstance(e, DataError):
-            raise
+        yield
+    except DataError:
+        raise
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as e:
         if "allow_pickle" in str(e):
             raise DataError(f"{path}: holds Python objects; save numeric arrays") from None
         raise DataError(f"{path}: unreadable .npz ({' '.join(str(e).split())})") from None
+
+
+def _npz(path: Path) -> Features:
+    with npz_errors(path), np.load(path, allow_pickle=False) as z:
+        if "X" not in z.files:
+            raise DataError(f"{path}: no array 'X' (found: {', '.join(z.files) or 'nothing'})")
+        X = z["X"]
+        y = z["y"] if "y" in z.files else None
     if y is not None and (y.ndim != 1 or len(y) != len(X)):
         raise DataError(f"{path}: y must have shape ({len(X)},), got {y.shape}")
     return Features(X, y, None, f"{path} (.npz)")

@@ -28,10 +28,7 @@ import argparse
 import multiprocessing as mp
 import os
 import shutil
-import sys
 import tempfile
-from pathlib import Path
-
 
 import numpy as np
 

@@ -34,11 +34,9 @@ import argparse
 import gzip
 import os
 import statistics
-import sys
 import time
 import warnings
 from pathlib import Path
-
 
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits

@@ -1,12 +1,12 @@
 """A fleet, simulated: 32 worker processes on one PostgreSQL, 10,000 short trials.
 
-Starts a throwaway PostgreSQL (tests/pg.py: Debian's binaries, initdb in a temporary folder, a
-free port on 127.0.0.1; stopped and deleted at the end whatever happens), then starts
-``--parents`` ``mlpsearch run`` commands at the same moment (the "machines"), each with
-``--workers / --parents`` worker processes, on one study of very short trials (one epoch of a
-tiny network on digits, as experiments/benchmarks/load.py). While they run, it samples every
-half second the connections open to the database (``pg_stat_activity``) and the CPU time of
-the server's processes (from /proc: the postmaster, its live children, and the children it
+Starts a throwaway PostgreSQL (mlpsearch.testing.postgres: Debian's binaries, initdb in a
+temporary folder, a free port on 127.0.0.1; stopped and deleted at the end whatever happens),
+then starts ``--parents`` ``mlpsearch run`` commands at the same moment (the "machines"), each
+with ``--workers / --parents`` worker processes, on one study of very short trials (one epoch
+of a tiny network on digits, as experiments/benchmarks/load.py). While they run, it samples
+every half second the connections open to the database (``pg_stat_activity``) and the CPU time
+of the server's processes (from /proc: the postmaster, its live children, and the children it
 has reaped). Then it checks every slot (load.py's count: 0 lost, 0 duplicated) and times
 ``mlpsearch report`` of the finished study and the ``trials.csv`` it writes.
 
@@ -29,12 +29,12 @@ import threading
 import time
 from pathlib import Path
 
+from mlpsearch.testing import postgres as pg
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(ROOT / "tests"))
 
-import pg  # noqa: E402  (the tests' PostgreSQL server)
 from load import NAME, tally, write_experiment  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")

@@ -11,7 +11,7 @@ are what is measured. Then every slot must have exactly one finished trial:
     python experiments/benchmarks/load.py [--workers 8] [--trials 200]
         [--storage journal|postgres|both|URL]
 
-``postgres`` starts a throwaway server with the test fixture (tests/pg.py: Debian's
+``postgres`` starts a throwaway server as the tests do (mlpsearch.testing.postgres: Debian's
 ``postgresql`` binaries); a ``postgresql+psycopg2://...`` URL uses yours (an empty database).
 """
 
@@ -37,7 +37,9 @@ NAME = "load"
 
 def write_experiment(path: Path, trials: int, jobs: int) -> Path:
     sections = {
-        "study": {"name": NAME, "n_trials": trials, "n_jobs": jobs, "seed": 3, "confirm": {"top": 0}},
+        "study": {
+            "name": NAME, "n_trials": trials, "n_jobs": jobs, "seed": 3, "confirm": {"top": 0}
+        },
         "data": {"dataset": "digits"},
         "train": {"epochs": 1, "batch_size": 256},
         "space": {
@@ -143,8 +145,7 @@ def main() -> int:
                 rows.append(run_load(f"journal:{folder / 'journal.log'}", folder,
                                      args.workers, args.trials))  # fmt: skip
             elif kind == "postgres":
-                sys.path.insert(0, str(ROOT / "tests"))
-                import pg
+                from mlpsearch.testing import postgres as pg
 
                 reason = pg.skip_reason()
                 if reason:

@@ -3,8 +3,8 @@
 One run times the same study of 1,500 one-epoch digits trials (the default experiment's space,
 cut to one epoch) with 2 workers through the real CLI (``python -m mlpsearch run``), first on
 a journal file, then on a throwaway PostgreSQL server started here as the tests start theirs
-(tests/pg.py: Debian's ``postgresql`` binaries, initdb in a temporary folder, a free port on
-127.0.0.1), stopped and deleted at the end whatever happens. Each run is bounded by
+(mlpsearch.testing.postgres: Debian's ``postgresql`` binaries, initdb in a temporary folder,
+a free port on 127.0.0.1), stopped and deleted at the end whatever happens. Each run is bounded by
 ``--timeout`` seconds; a run cut short is reported with what it finished.
 
 Printed for each storage: finished trials (complete, or failed by diverging) per second over
@@ -128,8 +128,7 @@ def figures(url: str, wall: float, error: str, window: int = 300) -> dict:
 
 def postgres_url(stack: list) -> str | None:
     """A fresh database on a throwaway server (stopped by the caller through ``stack``)."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    import pg
+    from mlpsearch.testing import postgres as pg
 
     reason = pg.skip_reason()
     if reason:

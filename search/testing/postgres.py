@@ -1,4 +1,4 @@
-"""A real PostgreSQL server for the tests: Debian's server binaries in a temporary folder.
+"""A real PostgreSQL server for tests and benchmarks: Debian's binaries, a temporary folder.
 
 ``initdb`` and ``pg_ctl`` (``/usr/lib/postgresql/<version>/bin``, from Debian's ``postgresql``
 package) make and start a cluster listening on 127.0.0.1 on a free port; it is stopped and
@@ -6,8 +6,9 @@ deleted afterwards. PostgreSQL refuses to run as root, so under root the server 
 ``postgres`` system user (created by the package) through ``runuser``, in a folder it owns.
 Connections over TCP need a password (scram-sha-256), so tests can see that it never leaks.
 
-Imported by ``conftest.py`` alone, whose ``postgres`` and ``own_postgres`` fixtures hand a
-:class:`Server` to the tests.
+Used by the tests (``conftest.py``'s ``postgres`` and ``own_postgres`` fixtures hand a
+:class:`Server` to them) and by the benchmarks that need a server; it lives in the package so
+that both import it the same way, and no benchmark reaches into ``tests/``.
 """
 
 from __future__ import annotations
