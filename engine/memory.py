@@ -14,9 +14,17 @@ from collections.abc import Sequence
 
 #: Bytes per value of the engine's float32 training.
 FLOAT_BYTES = 4
-#: Copies of the parameters a training run holds: weights, gradients, optimizer state (Adam
-#: keeps two), the velocity of momentum, and the best epoch's clone kept by a re-run.
-PARAMETER_COPIES = 5
+#: Arrays the size of all parameters that an optimizer keeps beside the parameters and their
+#: gradients (engine/optimizers.py): momentum its velocity, Nesterov a scratch array too, Adam
+#: two moments and two scratch arrays. Weight decay adds one the size of the weights.
+OPTIMIZER_COPIES = {"sgd": 0, "momentum": 1, "nesterov": 2, "adam": 4}
+#: Rows per chunk when a whole part is evaluated (engine/network.py ``_EVAL_ROWS``), and
+#: training rows whose error is measured each epoch (engine/training.py ``TRAIN_EVAL_ROWS``):
+#: a larger training part has that many rows copied once.
+EVAL_ROWS = 1024
+TRAIN_EVAL_ROWS = 10_000
+#: Python objects of one training run beside its arrays (the history, the trial's records).
+OVERHEAD_BYTES = 1 << 20
 
 
 def available_bytes() -> int:
@@ -32,24 +40,54 @@ def available_bytes() -> int:
     return max(0, min(limits))
 
 
-def mlp_bytes(layer_sizes: Sequence[int], batch_size: int, n_rows: int = 0) -> int:
-    """A generous estimate of the bytes one training run of this network needs.
+def mlp_bytes(
+    layer_sizes: Sequence[int],
+    batch_size: int,
+    n_rows: int = 0,
+    *,
+    optimizer: str = "adam",
+    weight_decay: bool = True,
+    dropout: bool = True,
+    n_val: int | None = None,
+) -> int:
+    """The most memory one training run of this network takes: an upper bound, and a close one
+    (a few percent above the peak measured in tests/test_memory.py).
 
     Parameters
     ----------
     layer_sizes : [n_in, hidden..., n_out].
-    batch_size : rows per minibatch (the activation buffers hold one batch per layer).
-    n_rows : rows evaluated at once when computing the errors of a whole part (0: none).
+    batch_size : rows per minibatch.
+    n_rows : rows of the training part (0: none evaluated; the bound for a batch alone).
+    optimizer : its update rule (:data:`OPTIMIZER_COPIES`); by default the hungriest.
+    weight_decay, dropout : whether they are used (by default, as if they were).
+    n_val : rows of the validation part (default: as many as are evaluated at once).
 
     Returns
     -------
-    int: bytes for the parameters (times :data:`PARAMETER_COPIES`) and activation buffers.
+    int: bytes of the parameters, their gradients and the optimizer's state; the buffers of
+    one batch per layer (forward outputs, pre-activations, their gradients and scratch, dropout
+    masks) for the minibatch and for each evaluated part (at most :data:`EVAL_ROWS` rows at
+    once); the sample of training rows evaluated each epoch; and :data:`OVERHEAD_BYTES`.
     """
-    params = mlp_parameters(layer_sizes)
-    rows = max(batch_size, min(n_rows, 4096)) if n_rows else batch_size
-    units = sum(int(n) for n in layer_sizes)
-    # forward outputs, pre-activations and their gradients: about four buffers per layer
-    return FLOAT_BYTES * (PARAMETER_COPIES * params + 4 * rows * units)
+    sizes = [int(n) for n in layer_sizes]
+    n_in, hidden, n_out = sizes[0], sizes[1:-1], sizes[-1]
+    params = mlp_parameters(sizes)
+    weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
+    copies = (2 + OPTIMIZER_COPIES.get(optimizer, max(OPTIMIZER_COPIES.values()))) * params
+    copies += weights if weight_decay else 0
+    n_val = EVAL_ROWS if n_val is None else n_val
+    batch = min(batch_size, n_rows) if n_rows else batch_size
+    # one workspace per number of rows (the minibatch, each evaluated part's chunk), shared
+    capacities = {batch} | {min(n, EVAL_ROWS) for n in (min(n_rows, TRAIN_EVAL_ROWS), n_val) if n}
+    width = sum(hidden)
+    # per row of a workspace: its input, four buffers per hidden unit (pre-activation,
+    # activation, gradient, scratch), the logits twice, the label and the loss's per-row values
+    per_row = n_in + 4 * width + 2 * n_out + 16
+    buffers = sum(capacities) * per_row + (2 * batch * width if dropout else 0)
+    evaluated = TRAIN_EVAL_ROWS * (n_in + 2) if n_rows > TRAIN_EVAL_ROWS else 0
+    # the dead-unit count of an evaluation compares a chunk's activations with 0 (1 byte each)
+    compare = max(hidden, default=0) * max(capacities) / FLOAT_BYTES
+    return int(FLOAT_BYTES * (copies + buffers + evaluated + compare)) + OVERHEAD_BYTES
 
 
 def mlp_parameters(layer_sizes: Sequence[int]) -> int:

@@ -185,6 +185,8 @@ class Model:
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"{path}: no such model file")
+        if not zipfile.is_zipfile(path):  # (numpy would suggest loading it with pickle)
+            raise ValueError(f"{path}: not a usable mlpsearch model file: not an .npz archive")
         try:
             with np.load(path, allow_pickle=False) as f:
                 marker = str(f["format"]) if "format" in f.files else None

@@ -31,7 +31,6 @@ class Optimizer:
 
     def __init__(self, params: list[np.ndarray]) -> None:
         self.params = list(params)
-        self._tmp = [np.empty_like(p) for p in self.params]
 
     def step(self, grads: list[np.ndarray], lr: float) -> None:
         """Update every parameter in place from its gradient (same shapes, same order)."""
@@ -51,8 +50,13 @@ class Momentum(Optimizer):
         self.nesterov = bool(nesterov)
         self.velocity = [np.zeros_like(p) for p in self.params] if self.momentum else []
         self._nesterov_tmp = [np.empty_like(p) for p in self.params] if self.nesterov else []
+        # lr * g for step(); made on first use: the training loop passes it already scaled
+        # (step_prescaled), so training holds no such copy of the parameters
+        self._tmp: list[np.ndarray] = []
 
     def step(self, grads: list[np.ndarray], lr: float) -> None:
+        if not self._tmp:
+            self._tmp = [np.empty_like(p) for p in self.params]
         for tmp, g in zip(self._tmp, grads, strict=True):
             np.multiply(g, lr, out=tmp)
         self.step_prescaled(self._tmp)
@@ -95,6 +99,7 @@ class Adam(Optimizer):
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
         self.m = [np.zeros_like(p) for p in self.params]
         self.s = [np.zeros_like(p) for p in self.params]
+        self._tmp = [np.empty_like(p) for p in self.params]
         self._tmp2 = [np.empty_like(p) for p in self.params]
         self.t = 0
 

@@ -316,16 +316,27 @@ def check_memory(space: dict[str, Spec], available: int | None = None) -> None:
 def check_memory_for_data(exp: Experiment, n_in: int, n_out: int, n_rows: int) -> None:
     """ConfigError when ``exp.study.n_jobs`` workers, each training the largest network of the
     space on data of ``n_in`` features and ``n_out`` classes, would need more memory than is
-    available now (:func:`mlpsearch.engine.memory.mlp_bytes`: parameters, gradients, optimizer
-    state and the best epoch's copy, and the activations of a batch). Checked once the data is
-    loaded and before the study is created."""
+    available now (:func:`mlpsearch.engine.memory.mlp_bytes`: parameters, gradients and the
+    state of the hungriest optimizer the space allows, and the buffers of a batch and of an
+    evaluation). Checked once the data is loaded and before the study is created."""
     from mlpsearch.engine.memory import available_bytes, describe_bytes, mlp_bytes
 
     space = exp.space
     depth = _spec_max(space["hidden_layers"])
     widths = [_spec_max(layer_units(space, i)) for i in range(1, depth + 1)]
     batch = _spec_max(space["batch_size"])
-    one = mlp_bytes([n_in, *widths, n_out], batch, n_rows)
+    optimizers = _spec_values(space["optimizer"])
+    one = max(
+        mlp_bytes(
+            [n_in, *widths, n_out],
+            batch,
+            n_rows,
+            optimizer=optimizer,
+            weight_decay=_spec_max(space["weight_decay"]) > 0,
+            dropout=_spec_max(space["dropout"]) > 0,
+        )
+        for optimizer in optimizers
+    )
     need, have = one * exp.study.n_jobs, available_bytes()
     if need > have:
         raise ConfigError(
@@ -334,6 +345,11 @@ def check_memory_for_data(exp: Experiment, n_in: int, n_out: int, n_rows: int) -
             f"about {describe_bytes(need)} of memory, and {describe_bytes(have)} is available; "
             "use smaller layers or fewer jobs"
         )
+
+
+def _spec_values(spec: Spec) -> list[Any]:
+    """The values a categorical spec can take."""
+    return list(spec.values) if isinstance(spec, Choice) else [spec.value]
 
 
 def _count(n: int | float) -> str:

@@ -44,40 +44,50 @@ def worker_identity() -> str:
 
 
 def _start_time(pid: int) -> str:
+    return _process(pid)[1]
+
+
+def _process(pid: int) -> tuple[str, str]:
+    """(state letter, start time) of process ``pid`` of this host, read from /proc at once;
+    ("gone", "gone") when there is none, and start "zombie" for a zombie (it has finished)."""
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        if fields[0] == "Z":  # a zombie has finished running
-            return "zombie"
-        return fields[19]
+        return fields[0], ("zombie" if fields[0] == "Z" else fields[19])
     except (OSError, IndexError):
-        return "gone"
+        return "gone", "gone"
+
+
+#: What :func:`judge` says of a trial's worker.
+DEAD, RUNNING, STOPPED, ELSEWHERE = "dead", "running", "stopped", "elsewhere"
+
+
+def judge(identity: str) -> str:
+    """What is known of the worker ``identity`` (``host:pid:start``), from one look at /proc.
+
+    :data:`DEAD`: a process of this host that no longer exists (its pid gone, a zombie, or
+    reused by a later process); :data:`RUNNING`: alive here and not stopped (perhaps silent,
+    held up by a lock or starved of the CPU, but it will finish or fail its trial itself);
+    :data:`STOPPED`: alive here but stopped (SIGSTOP, Ctrl-Z, traced); :data:`ELSEWHERE`: a
+    process of another host, known only by its heartbeat.
+    """
+    host, pid, start = identity.rsplit(":", 2)
+    if host != socket.gethostname():
+        return ELSEWHERE
+    state, started = _process(int(pid))
+    if started != start or state in ("Z", "X"):
+        return DEAD
+    return STOPPED if state in ("T", "t") else RUNNING
 
 
 def is_dead(identity: str) -> bool:
     """Whether the worker ``identity`` is certainly dead (only knowable on its own host)."""
-    host, pid, start = identity.rsplit(":", 2)
-    if host != socket.gethostname():
-        return False
-    return _start_time(int(pid)) != start
+    return judge(identity) == DEAD
 
 
 def is_running_here(identity: str) -> bool:
-    """Whether the worker ``identity`` is a live process of this host that is not stopped.
-
-    Such a worker may be silent (its heartbeat held up by a lock, or starved of the CPU) but it
-    is not dead, and it will finish or fail its trial itself; a stopped one (SIGSTOP, Ctrl-Z)
-    or one of another host is judged by its heartbeat.
-    """
-    host, pid, start = identity.rsplit(":", 2)
-    if host != socket.gethostname() or _start_time(int(pid)) != start:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("T", "t", "Z", "X")
+    """Whether the worker ``identity`` is a live process of this host that is not stopped."""
+    return judge(identity) == RUNNING
 
 
 class Heartbeat:
@@ -138,11 +148,12 @@ def fail_stale(
 ) -> list[int]:
     """Fail the RUNNING trials whose worker died and re-queue them; their numbers.
 
-    A worker is dead when it is a process of this host that no longer exists, or (RDB) when
-    Optuna's heartbeat, timed by the database server's clock, is older than the grace period,
-    or (journal) when its own heartbeat is and it is not a running process of this host (a
-    healthy worker whose heartbeat was held up is not failed; a stopped one is). Each failed
-    trial says why in ``fail_reason``.
+    A worker is dead when it is a process of this host that no longer exists (its trial's
+    reason says "died", also where its heartbeat went stale before anyone looked), or (RDB)
+    when Optuna's heartbeat, timed by the database server's clock, is older than the grace
+    period, or (journal) when its own heartbeat is and it is not a running process of this
+    host (a healthy worker whose heartbeat was held up is not failed; a stopped one is: "silent
+    for N s"). Each failed trial says why in ``fail_reason``.
     """
     now = time.time()
     rdb = isinstance(storage, RDBStorage) and storage.get_heartbeat_interval() is not None
@@ -151,21 +162,25 @@ def fail_stale(
         for trial_id in storage._get_stale_trial_ids(study._study_id):
             stale[trial_id] = f"worker silent for over {grace:.0f} s (no heartbeat)"
     for trial in queries.running(study, storage):
-        if trial._trial_id in stale:
-            continue
         identity = trial.system_attrs.get(WORKER_KEY)
-        beat = trial.system_attrs.get(BEAT_KEY, now)
         if identity is None:  # claimed, and its worker not yet known (or it died naming itself)
+            if trial._trial_id in stale:
+                continue
             started = trial.datetime_start.timestamp() if trial.datetime_start else now
             if now - started <= min(grace, CLAIM_GRACE_SECONDS):
                 continue
             stale[trial._trial_id] = "worker never started the trial"
-        elif is_dead(identity):
-            stale[trial._trial_id] = f"worker {identity.rsplit(':', 1)[0]} died"
-        elif not rdb and now - beat > grace and not is_running_here(identity):
-            stale[trial._trial_id] = (
-                f"worker {identity.rsplit(':', 1)[0]} silent for {now - beat:.0f} s"
-            )
+            continue
+        worker = judge(identity)  # one look: a worker dying meanwhile is not called silent
+        name = identity.rsplit(":", 1)[0]
+        if worker == DEAD:  # also where its heartbeat went stale first: it died
+            stale[trial._trial_id] = f"worker {name} died"
+        elif trial._trial_id in stale:
+            continue
+        elif not rdb and worker != RUNNING:
+            beat = trial.system_attrs.get(BEAT_KEY, now)
+            if now - beat > grace:
+                stale[trial._trial_id] = f"worker {name} silent for {now - beat:.0f} s"
     retry = Retry(max_retry=MAX_RETRY)
     failed = []
     for trial_id, reason in stale.items():

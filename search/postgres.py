@@ -79,16 +79,24 @@ def check_storage_room(storage: Any, needed: int, url: str) -> None:
         check_room(engine, needed, url)
 
 
+#: Loggers of the database layers: Optuna's storages, SQLAlchemy (and its pool), Alembic.
+QUIET_LOGGERS = ("optuna.storages", "sqlalchemy", "alembic")
+
+
 def quiet_logs() -> None:
     """Keep what the database layers log off stderr: one line of ours says what happened.
 
     When the database goes away, Optuna warns with the failed SQL statement and its parameters
     (``Caught an error from sqlalchemy``), and SQLAlchemy's pool logs its own errors with
-    tracebacks (printed by Python's last-resort handler where no logging is configured).
+    tracebacks. Each of :data:`QUIET_LOGGERS` gets a handler that drops everything and stops
+    propagating, so no record under it reaches Optuna's stderr handler (or Python's
+    last-resort one) whatever level is set later (Optuna sets Alembic's, ``set_verbosity``
+    Optuna's). Our own messages are not logged: they are printed, and stay. Called by every
+    process that opens a storage (the parent, each worker) before it opens one.
     """
-    logging.getLogger("optuna.storages._rdb.storage").setLevel(logging.ERROR + 1)
-    quiet = logging.getLogger("sqlalchemy")
-    quiet.setLevel(logging.CRITICAL + 1)
-    quiet.propagate = False
-    if not quiet.handlers:
-        quiet.addHandler(logging.NullHandler())
+    for name in QUIET_LOGGERS:
+        quiet = logging.getLogger(name)
+        quiet.setLevel(logging.CRITICAL + 1)
+        quiet.propagate = False
+        if not any(isinstance(h, logging.NullHandler) for h in quiet.handlers):
+            quiet.addHandler(logging.NullHandler())

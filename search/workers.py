@@ -34,6 +34,7 @@ from mlpsearch.engine.data import Dataset
 from mlpsearch.engine.files import LockTimeout
 from mlpsearch.liveness import Heartbeat, fail_stale
 from mlpsearch.objective import Objective
+from mlpsearch.postgres import quiet_logs
 from mlpsearch.queries import claim_waiting
 from mlpsearch.storage import open_storage
 from mlpsearch.study import load_study, queue
@@ -141,6 +142,7 @@ def _boot(exp: Experiment) -> Dataset:
     key = repr(exp.data)
     if key not in _booted:
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # as the parent: see runner._run
+        quiet_logs()  # a database that goes away is our one line, not the SQL Optuna logs
         _booted[key] = load_data(exp)
     return _booted[key]
 

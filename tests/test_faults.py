@@ -224,41 +224,61 @@ def test_damaged_record_inside_the_journal_is_a_clear_error(finished_study, cli,
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="the up-front memory check (issue 11) now refuses this study before any trial "
-    "runs; the test needs a network that passes the check yet fails under RLIMIT_AS",
-    strict=False,
-)
-def test_exception_inside_a_trial_is_stored_with_its_traceback(tmp_path, cli, load_study):
-    """A worker that runs out of memory (an address-space limit, as on a shared cluster): the
-    trials too large for it fail with MemoryError and its traceback on the trial; the others
+def test_exception_inside_a_trial_is_stored_with_its_traceback(
+    tmp_path, cli, wait_until, load_study
+):
+    """Memory taken away after the up-front check, as when other programs fill a shared
+    machine: here the run's address space is limited while it waits for the planning lock
+    (after its memory check, before it starts its workers, which inherit the limit). The trials
+    too large for what is left fail with MemoryError and its traceback on the trial; the others
     complete and the run succeeds."""
     path = tmp_path / "e.toml"
     path.write_text(
         '[study]\nname = "oom"\nn_trials = 6\nn_jobs = 2\nseed = 1\nconfirm = { top = 0 }\n'
         '[data]\ndataset = "digits"\n'
-        "[train]\nepochs = 3\n[space]\nhidden_layers = 2\nunits = [16, 60000]\n"
-    )
-    limit = 8 << 30  # 8 GiB: two layers of 60000 units need 13 GiB; the rest well under 1 GiB
-
-    def limited():
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-    r = cli("run", str(path), "--out", str(tmp_path / "r"), cwd=tmp_path, preexec_fn=limited)
-    assert r.returncode == 0, r.stderr
-    study = load_study(tmp_path / "r" / "oom")
+        "[train]\nepochs = 3\n[space]\nhidden_layers = 2\nunits = [16, 14000]\n"
+    )  # two layers of 14000 units: about 3 GiB per worker, which the check lets through
+    journal = tmp_path / "j" / "journal.log"
+    url = f"journal:{journal}"
+    storage = open_storage(url)
+    before = set(journal.parent.iterdir())
+    with planning_lock(storage, "oom"):
+        lock_files = set(journal.parent.iterdir()) - before
+        proc = cli.start(
+            "run", str(path), "--storage", url, "--out", str(tmp_path / "r"), cwd=tmp_path
+        )  # fmt: skip
+        wait_until(
+            lambda: lock_files & open_files(proc.pid) or proc.poll() is not None,
+            what="the run to wait at the planning lock",
+        )
+        assert proc.poll() is None, proc.communicate()
+        # 1.5 GiB more than it has mapped now: room for the small networks' trials, not for
+        # the 2.2 GiB of weights, gradients and velocity of the large one
+        limit = _mapped_bytes(proc.pid) + (3 << 29)
+        resource.prlimit(proc.pid, resource.RLIMIT_AS, (limit, limit))
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    study = load_study(url, "oom")
     failed = study.get_trials(states=(TrialState.FAIL,))
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(failed) + len(complete) == 6 and failed and complete
     for t in study.trials:
-        big = t.params["units_1"] == t.params["units_2"] == 60000
+        big = t.params["units_1"] == t.params["units_2"] == 14000
         assert (t.state == TrialState.FAIL) == big
     for t in failed:
         assert attrs(t)["fail_reason"].startswith("MemoryError: Unable to allocate")
         tb = attrs(t)["traceback"]
         assert tb.startswith("Traceback (most recent call last):") and "MemoryError" in tb
         assert "objective.py" in tb
-    assert "failed    MemoryError" in r.stdout  # the progress line says why
+    assert "failed    MemoryError" in out  # the progress line says why
+
+
+def _mapped_bytes(pid: int) -> int:
+    """The address space process ``pid`` has mapped (VmSize)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmSize:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmSize for process {pid}")
 
 
 def test_nan_in_the_data_is_refused_before_any_training(tmp_path, cli):

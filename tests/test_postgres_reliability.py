@@ -94,3 +94,38 @@ def test_a_connection_limit_is_checked_before_anything_is_created(
     tables = postgres.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'", db)
     assert tables == [(0,)]  # not even Optuna's tables
     assert not (tmp_path / "results").exists()
+
+
+QUIET = """
+import logging, sys
+import optuna
+from optuna.storages import _rdb  # noqa: F401  (Optuna's RDB storage and its logger)
+from mlpsearch.postgres import quiet_logs
+
+quiet_logs()
+optuna.logging.set_verbosity(optuna.logging.DEBUG)  # anything may raise levels again later
+for name in ("optuna.storages._rdb.storage", "sqlalchemy.pool.impl.QueuePool", "alembic"):
+    logging.getLogger(name).setLevel(logging.DEBUG)
+optuna.logging.get_logger("optuna.storages._rdb.storage").warning(
+    "Caught an error from sqlalchemy: [SQL: SELECT 1] [parameters: {'password': 'pw'}]"
+)
+try:
+    raise ConnectionError("server closed the connection")
+except ConnectionError:
+    logging.getLogger("sqlalchemy.pool.impl.QueuePool").exception("Exception during reset")
+logging.getLogger("alembic.runtime.migration").warning("Context impl PostgresqlImpl.")
+optuna.logging.get_logger("optuna.study").warning("ours to keep: not a database layer")
+print("mlpsearch: error: lost the storage", file=sys.stderr)
+"""
+
+
+def test_the_database_layers_say_nothing_on_stderr_whatever_levels_are_set_later():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", QUIET], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    assert lines[-1] == "mlpsearch: error: lost the storage"
+    assert len(lines) == 2 and "ours to keep" in lines[0], r.stderr  # Optuna's own, not SQL
+    assert "SQL" not in r.stderr and "Traceback" not in r.stderr
