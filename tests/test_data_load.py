@@ -325,3 +325,11 @@ def test_t10k_only_folder_reports_training_files_missing(monkeypatch, root):
     with pytest.raises(DataError, match="training files missing") as err:
         load_dataset("mnist", data_dir="../shared/data/mnist-t10k/")
     assert "train-images-idx3-ubyte" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_data_dir_that_is_a_file_is_refused_before_any_search(tmp_path):
+    not_a_folder = tmp_path / "notes.txt"
+    not_a_folder.write_text("mine\n")
+    with pytest.raises(DataError, match=r"^data_dir .*notes\.txt: not a folder$"):
+        load_dataset("mnist", data_dir=not_a_folder)
+    assert not_a_folder.read_text() == "mine\n"  # untouched

@@ -185,6 +185,7 @@ def test_csv_custom_label_column_quotes_and_bom(tmp_path):
         ("a,label,b\n", "a header but no data rows"),
         ("a,b,c\n1,2,3\n", "no column named 'label' in the header (a, b, c); pass label_column="),
         ("a,label,label\n1,2,3\n", "several columns named 'label'"),
+        ("a,label,a\n1,2,3\n", "the header names several columns 'a'"),
         ("a,label,b\n1,2,3\n4,5,x\n", "could not convert string 'x'"),
         ("a,label,b\n1,2,3\n4, ,6\n", "labels: data row 2 has no label"),
         ("a,label,b\n1,2,3\n4,5,\n", "could not convert string ''"),

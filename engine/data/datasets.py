@@ -577,6 +577,8 @@ def _idx_candidates(name: str, data_dir) -> list[tuple[Path, bool]]:
     folders = []
     if data_dir is not None:
         base = Path(data_dir).expanduser()
+        if base.exists() and not base.is_dir():
+            raise DataError(f"data_dir {base}: not a folder")
         folders += [(base / name, False), (base, False)]
     if os.environ.get("MLPSEARCH_DATA"):
         folders.append((Path(os.environ["MLPSEARCH_DATA"]).expanduser() / name, False))
@@ -760,6 +762,9 @@ def _read_csv(path: Path, label_column: str) -> _Raw:
             f"{path}: {problem} named {label_column!r} in the header ({shown}); "
             "pass label_column= to name the label column"
         )
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:  # features are matched by name (predict), so a name must say which column
+        raise DataError(f"{path}: the header names several columns {repeated[0]!r}")
     li = columns.index(label_column)
     read = partial(np.loadtxt, path, delimiter=",", skiprows=1, ndmin=2, quotechar='"',
                    encoding="utf-8-sig")  # fmt: skip
