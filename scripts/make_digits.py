@@ -1,4 +1,4 @@
-"""Produce ``engine/digits.npz``, the embedded default dataset, from scikit-learn.
+"""Produce ``engine/data/digits.npz``, the embedded default dataset, from scikit-learn.
 
 Run once, from the repository root, after ``pip install scikit-learn``::
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.datasets import load_digits
 
-OUT = Path(__file__).resolve().parent.parent / "engine" / "digits.npz"
+OUT = Path(__file__).resolve().parent.parent / "engine" / "data" / "digits.npz"
 
 
 def main() -> None:
