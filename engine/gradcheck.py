@@ -1,7 +1,8 @@
 """Gradient check: the network's analytic gradients against central differences, in float64.
 
 For every parameter theta_k, numeric_k = (L(theta_k + eps) - L(theta_k - eps)) / (2 eps), with L
-the batch-mean cross-entropy plus the L2 term, no dropout. The error of one parameter array is
+the batch-mean cross-entropy (against label-smoothed targets where asked) plus the L2 term, no
+dropout. The error of one parameter array is
 
     max_k |analytic_k - numeric_k| / max(max_k |analytic_k|, max_k |numeric_k|)
 
@@ -21,7 +22,13 @@ __all__ = ["gradcheck"]
 
 
 def gradcheck(
-    model: MLP, X: np.ndarray, y: np.ndarray, *, weight_decay: float = 0.0, eps: float = 1e-6
+    model: MLP,
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    weight_decay: float = 0.0,
+    label_smoothing: float = 0.0,
+    eps: float = 1e-6,
 ) -> float:
     """Maximum relative error between analytic and central-difference gradients.
 
@@ -30,6 +37,7 @@ def gradcheck(
     model : MLP (any dtype; a float64 copy is checked, the model itself is not changed)
     X : (b, n_in) array; y : (b,) integer labels
     weight_decay : L2 coefficient included in the loss
+    label_smoothing : of the targets the cross-entropy is taken against
     eps : finite-difference step
 
     Returns
@@ -39,7 +47,11 @@ def gradcheck(
     net = model.clone(dtype="float64")
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y)
-    _, wgrads, bgrads = net.loss_and_grads(X, y, weight_decay)
+
+    def loss():
+        return net.loss_and_grads(X, y, weight_decay, label_smoothing)
+
+    _, wgrads, bgrads = loss()
     worst = 0.0
     for param, analytic in zip(net.weights + net.biases, wgrads + bgrads, strict=True):
         numeric = np.empty_like(analytic)
@@ -47,9 +59,9 @@ def gradcheck(
         for k in range(flat.size):
             old = flat[k]
             flat[k] = old + eps
-            plus = net.loss_and_grads(X, y, weight_decay)[0]
+            plus = loss()[0]
             flat[k] = old - eps
-            minus = net.loss_and_grads(X, y, weight_decay)[0]
+            minus = loss()[0]
             flat[k] = old
             num[k] = (plus - minus) / (2 * eps)
         scale = max(np.abs(analytic).max(), np.abs(numeric).max())

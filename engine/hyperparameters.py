@@ -174,6 +174,14 @@ RULES: dict[str, Rule] = _rules(
     Rule("weight_decay", float, 0.0, "train", _NON_NEGATIVE, doc="L2 on weights only"),
     Rule("dropout", float, 0.0, "train", _UNIT, doc="probability of dropping a hidden unit"),
     Rule(
+        "label_smoothing",
+        float,
+        0.0,
+        "train",
+        _UNIT,
+        doc="share of each target spread evenly over the classes",
+    ),
+    Rule(
         "patience",
         int,
         None,

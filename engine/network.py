@@ -284,19 +284,22 @@ class MLP:
         dropout: float = 0.0,
         rng: np.random.Generator | None = None,
         scale: float = 1.0,
+        label_smoothing: float = 0.0,
     ) -> tuple[float, int]:
         """One forward and backward pass.
 
-        The gradient of ``scale * (mean cross-entropy + weight_decay / 2 * sum W**2)`` lands in
+        The gradient of ``scale * (mean cross-entropy + weight_decay / 2 * sum W**2)`` (the
+        cross-entropy against targets smoothed by ``label_smoothing``) lands in
         ``self.grads`` (views: ``weight_grads``, ``bias_grads``). Training passes the learning
         rate as ``scale`` for the SGD family: every gradient is linear in the logit gradient, so
         scaling that small (b, classes) array saves the optimizer a pass over all parameters.
-        Returns the summed cross-entropy over the b rows (no L2 term) and the number of
+        Returns the summed (smoothed) cross-entropy over the b rows (no L2 term) and the number of
         misclassified rows. ``ws`` must have exactly b rows.
         """
         b = x.shape[0]
         logits = self._forward_ws(ws, x, dropout, rng)
-        loss_sum, errors = ws.loss(logits, y, scale / b)  # logits now hold scale * dL/dlogits
+        # logits now hold scale * dL/dlogits
+        loss_sum, errors = ws.loss(logits, y, scale / b, label_smoothing)
         dz = logits
         ones = ws.ones
         for i in range(len(self.weights) - 1, -1, -1):
@@ -341,13 +344,18 @@ class MLP:
         return np.argmax(self.forward(X), axis=1).astype(np.int64)
 
     def loss_and_grads(
-        self, X: np.ndarray, y: np.ndarray, weight_decay: float = 0.0
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        weight_decay: float = 0.0,
+        label_smoothing: float = 0.0,
     ) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
         """Mean cross-entropy (+ weight_decay/2 * sum W**2) of the batch and its gradients.
 
         Parameters
         ----------
         X : (b, n_in) array; y : (b,) integer labels
+        weight_decay : L2 coefficient; label_smoothing : of the targets (``engine.losses``)
 
         Returns
         -------
@@ -362,7 +370,9 @@ class MLP:
         ws = _Workspace(self, X.shape[0])  # not cached: a one-off size
         np.copyto(ws.x, X, casting="same_kind")
         np.copyto(ws.y, y, casting="same_kind")
-        loss_sum, _ = self._forward_backward(ws, ws.x, ws.y, weight_decay=weight_decay)
+        loss_sum, _ = self._forward_backward(
+            ws, ws.x, ws.y, weight_decay=weight_decay, label_smoothing=label_smoothing
+        )
         loss = loss_sum / X.shape[0]
         if weight_decay:
             w = self.params[: self.n_weights].astype(np.float64)

@@ -8,8 +8,9 @@ What an epoch records
   rows alone). This is the model's error on data it was trained on, comparable with
   ``val_error``; the cross-entropy is without the L2 term.
 - ``batch_loss`` / ``batch_error``: running averages over the epoch's minibatches as they were
-  trained (weights changing, dropout on). Cheap, but not the model's error: kept for
-  diagnosing the optimisation itself.
+  trained (weights changing, dropout on; the loss against label-smoothed targets where
+  ``label_smoothing`` is set). Cheap, but not the model's error: kept for diagnosing the
+  optimisation itself.
 - ``val_loss`` / ``val_error`` / ``dead_fraction``: one evaluation pass over the validation set
   (no dropout) after the epoch's last update. A hidden unit is dead when its output is 0 for every
   validation row.
@@ -72,6 +73,7 @@ class TrainConfig:
     gamma: float = _D["gamma"]  # step decay factor
     weight_decay: float = _D["weight_decay"]  # L2 on weights only: loss += wd / 2 * sum(W**2)
     dropout: float = _D["dropout"]  # probability of dropping a hidden unit (inverted dropout)
+    label_smoothing: float = _D["label_smoothing"]  # target (1 - e) onehot + e / classes
     patience: int | None = _D["patience"]  # epochs without a better val_error; None = off
     seed: int = _D["seed"]  # minibatch order and dropout masks
     # A minibatch loss above max_loss_factor * (the first minibatch's loss, at least log(classes))
@@ -255,7 +257,7 @@ class Trainer:
         grads = [model.grads]
         step = self.optimizer.step_prescaled if self.prescaled else self.optimizer.step
         fb = model._forward_backward
-        wd, p, rng = cfg.weight_decay, cfg.dropout, self.dropout_rng
+        wd, p, rng, ls = cfg.weight_decay, cfg.dropout, self.dropout_rng, cfg.label_smoothing
         limit = self._limit
         self.order_rng.shuffle(perm)
         loss_total, errors = 0.0, 0
@@ -269,7 +271,16 @@ class Trainer:
                 # would copy every minibatch through a temporary buffer.
                 np.take(X, idx, axis=0, out=v.x, mode="clip")
                 np.take(y, idx, out=v.y, mode="clip")
-                loss_sum, err = fb(v, v.x, v.y, weight_decay=wd, dropout=p, rng=rng, scale=scale)
+                loss_sum, err = fb(
+                    v,
+                    v.x,
+                    v.y,
+                    weight_decay=wd,
+                    dropout=p,
+                    rng=rng,
+                    scale=scale,
+                    label_smoothing=ls,
+                )
                 loss = loss_sum / idx.shape[0]
                 if not loss <= limit:  # also catches NaN
                     raise Diverged(epoch, self.last_finite_loss, loss)

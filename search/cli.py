@@ -389,6 +389,12 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
         err = gradcheck(model, X, y, weight_decay=1e-3)
         worst = max(worst, err)
         print(f"  {name:<11} max relative error {err:.2e}  {'ok' if err < args.tol else 'FAIL'}")
+    # the fused softmax/cross-entropy gradient p - target, with a label-smoothed target
+    model = MLP([6, *[5] * args.layers, 3], "tanh", dtype="float64", seed=1)
+    err = gradcheck(model, X, y, weight_decay=1e-3, label_smoothing=0.1)
+    worst = max(worst, err)
+    ok = "ok" if err < args.tol else "FAIL"
+    print(f"  {'tanh':<11} max relative error {err:.2e}  {ok}  (targets label-smoothed by 0.1)")
     print(f"largest: {worst:.2e} (tolerance {args.tol:.0e})")
     return 0 if worst < args.tol else 1
 

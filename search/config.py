@@ -44,6 +44,7 @@ HYPERPARAMETERS: dict[str, Rule] = {
     for name in (
         *("hidden_layers", "units", "activation", "init", "init_scale", "bias_init"),
         *("learning_rate", "batch_size", "optimizer", "momentum", "weight_decay", "dropout"),
+        "label_smoothing",
         "schedule",
     )
 }

@@ -64,6 +64,13 @@ from mlpsearch.testing import postgres as pg
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# A shell starts a background job (``pytest ... &``) with SIGINT ignored, and every process it
+# starts inherits that: the Ctrl-C tests would then see nothing happen. They need Python's own
+# handler here, and the default disposition in the commands they start (a handler, unlike
+# "ignored", is reset when a child process starts).
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 @pytest.fixture(scope="session")
 def root() -> Path:

@@ -32,6 +32,14 @@ def test_gradcheck_whole_network(activation, hidden, weight_decay):
     assert err < 1e-6
 
 
+@pytest.mark.parametrize("label_smoothing", [0.1, 0.5])
+def test_gradcheck_with_label_smoothing(label_smoothing):
+    """The smoothed target changes both the loss and the fused gradient p - target."""
+    X, y = blobs(n=9, n_in=4, n_classes=3, seed=5)
+    model = MLP([4, 6, 5, 3], "gelu", dtype="float64", seed=4)
+    assert gradcheck(model, X, y, weight_decay=0.01, label_smoothing=label_smoothing) < 1e-6
+
+
 def test_gradcheck_detects_a_wrong_gradient(monkeypatch):
     """The check must be able to fail: break tanh's derivative and watch it."""
     tanh = ACTIVATIONS["tanh"]
@@ -72,6 +80,32 @@ def test_softmax_cross_entropy_value_and_gradient():
     np.testing.assert_allclose(grad, num, rtol=1e-6, atol=1e-10)
 
 
+@pytest.mark.parametrize("eps", [0.1, 0.3])
+def test_label_smoothed_cross_entropy_value_and_gradient(eps):
+    rng = np.random.default_rng(2)
+    z = rng.standard_normal((6, 4)) * 3
+    y = rng.integers(0, 4, 6)
+    loss, grad = softmax_cross_entropy(z, y, label_smoothing=eps)
+    target = np.full((6, 4), eps / 4)
+    target[np.arange(6), y] += 1 - eps
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    assert loss == pytest.approx(-np.mean((target * np.log(p)).sum(axis=1)), rel=1e-12)
+    np.testing.assert_allclose(grad, (p - target) / 6, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(grad.sum(axis=1), 0.0, atol=1e-15)  # targets still sum to 1
+
+
+def test_label_smoothing_zero_is_the_plain_loss_bit_for_bit():
+    """eps = 0 takes exactly the unsmoothed arithmetic: old trials re-run identically."""
+    rng = np.random.default_rng(3)
+    z = (rng.standard_normal((9, 5)) * 4).astype(np.float32)
+    y = rng.integers(0, 5, 9)
+    plain, smoothed = z.copy(), z.copy()
+    loss_a = FusedSoftmaxCE(9, 5, np.float32)(plain, y, 0.25)
+    loss_b = FusedSoftmaxCE(9, 5, np.float32)(smoothed, y, 0.25, 0.0)
+    assert loss_a == loss_b
+    np.testing.assert_array_equal(plain, smoothed)
+
+
 def test_softmax_cross_entropy_is_stable_for_huge_logits():
     z = np.array([[1000.0, 0.0, -1000.0], [-1000.0, 1000.0, 0.0]])
     y = np.array([0, 0])
@@ -83,14 +117,15 @@ def test_softmax_cross_entropy_is_stable_for_huge_logits():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_fused_loss_matches_reference(dtype):
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_fused_loss_matches_reference(dtype, eps):
     rng = np.random.default_rng(1)
     z = (rng.standard_normal((7, 5)) * 4).astype(dtype)
     y = rng.integers(0, 5, 7)
-    ref_loss, ref_grad = softmax_cross_entropy(z.astype(np.float64), y)
+    ref_loss, ref_grad = softmax_cross_entropy(z.astype(np.float64), y, label_smoothing=eps)
     fused = FusedSoftmaxCE(10, 5, dtype)
     logits = z.copy()
-    loss_sum, errors = fused(logits, y, 1.0 / 7)
+    loss_sum, errors = fused(logits, y, 1.0 / 7, eps)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     assert loss_sum / 7 == pytest.approx(ref_loss, rel=tol)
     np.testing.assert_allclose(logits, ref_grad, rtol=tol, atol=tol)

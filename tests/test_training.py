@@ -205,7 +205,9 @@ def test_batch_loop_allocates_no_arrays(optimizer):
     preallocated. (numpy's own ufunc casting scratch, a few KB, is all that remains.)"""
     Xt, yt, _, _ = make_data(n=800, n_in=64)
     model = MLP([64, 256, 128, 4], seed=0)
-    cfg = TrainConfig(batch_size=128, optimizer=optimizer, weight_decay=1e-4, dropout=0.1)
+    cfg = TrainConfig(
+        batch_size=128, optimizer=optimizer, weight_decay=1e-4, dropout=0.1, label_smoothing=0.1
+    )
     trainer = Trainer(model, Xt, yt, cfg)  # 600 rows: 4 full batches and one of 88
     trainer.run_epoch(1)  # warm-up: lazily created buffers
     tracemalloc.start()
@@ -395,3 +397,20 @@ def test_train_evaluation_allocates_no_arrays():
         tracemalloc.stop()
     assert peak - base < 1000 * 128 * 4 // 2  # less than half the last chunk's activations
     assert current - base < 1024
+
+
+def test_label_smoothing_caps_the_confidence_it_trains_towards():
+    """Trained against targets (1 - e) onehot + e / K, a network that fits its training set stops
+    near p_y = 1 - e + e / K instead of driving p_y to 1; without smoothing it goes past it."""
+    Xt, yt, Xv, yv = make_data(n=400, n_in=12, seed=4)
+    cfg = dict(epochs=150, batch_size=30, learning_rate=0.1)
+    confidence = {}
+    for eps in (0.0, 0.2):
+        model = MLP([12, 64, 4], "tanh", seed=0)
+        train(model, Xt, yt, Xv, yv, TrainConfig(**cfg, label_smoothing=eps))
+        z = model.forward(Xt).astype(np.float64)
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        confidence[eps] = float(np.median(p[np.arange(len(yt)), yt]))
+    assert confidence[0.0] > 0.95
+    assert confidence[0.2] == pytest.approx(0.85, abs=0.02)  # 1 - 0.2 + 0.2 / 4
