@@ -20,6 +20,7 @@ import optuna
 import pandas as pd
 
 from mlpsearch import confirm, outcomes
+from mlpsearch.config import Experiment, Fixed
 from mlpsearch.engine.files import write_atomic
 from mlpsearch.plots import PLOTS, write_plots
 from mlpsearch.summary import (
@@ -109,6 +110,16 @@ def staging(folder: Path) -> Iterator[Path]:
 # --- the content -----------------------------------------------------------------------------
 
 
+def fixed_text(exp: Experiment) -> str:
+    """The hyperparameters the study held fixed: ``"activation gelu, batch_size 64, ..."``."""
+    per_layer = any(name.startswith("units_") for name in exp.space)
+    return ", ".join(
+        f"{name} {spec.value}"
+        for name, spec in exp.space.items()
+        if isinstance(spec, Fixed) and not (name == "units" and per_layer)
+    )
+
+
 def summary(
     study: optuna.Study, trials: Sequence[TrialRecord], folder: Path | None = None
 ) -> list[tuple[str, str]]:
@@ -126,6 +137,8 @@ def summary(
                 f"up to {exp.train['epochs']} epochs, patience {exp.train['patience']}",
             ),
         ]
+        if fixed_text(exp):
+            facts.append(("fixed", fixed_text(exp)))
     facts.append(("trials", f"{len(trials)} ({counts_text(digest['counts'])})"))
     seconds = sum(r.seconds or 0.0 for r in trials)
     facts.append(("training time", f"{seconds:.1f} s summed over trials"))

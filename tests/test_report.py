@@ -65,6 +65,13 @@ def test_prints_the_summary_and_the_best_trials_first(tiny_study, capsys, load_s
     assert f"study          {tiny_study.name}" in out
     best = f"best           trial {ranked[0].number}: validation error {ranked[0].value:.2%} ± "
     assert best in out  # not confirmed (confirmation is off here): ± the binomial error
+    # what the study held fixed, from [train] (batch_size, schedule) and the defaults: nothing
+    # searched (learning_rate, units...) and no setting (epochs) is listed as fixed
+    fixed = next(line for line in out.splitlines() if line.startswith("fixed "))
+    for held in ("batch_size 32", "schedule cosine", "optimizer momentum", "dropout 0.0"):
+        assert held in fixed
+    for searched in ("learning_rate", "units", "activation", "epochs"):
+        assert searched not in fixed
     table = out.split("top 3 trials")[1].splitlines()[2:5]
     assert [int(line.split()[0]) for line in table] == [t.number for t in ranked[:3]]
 
