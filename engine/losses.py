@@ -51,7 +51,9 @@ def softmax_cross_entropy(
     eps = label_smoothing
     logp = log_softmax(logits)
     rows = np.arange(n)
-    loss = -((1.0 - eps) * float(logp[rows, y].sum()) + eps / k * float(logp.sum())) / n
+    loss = -(1.0 - eps) * float(logp[rows, y].sum()) / n
+    if eps:
+        loss -= eps / k * float(logp.sum()) / n
     grad = np.exp(logp)
     grad[rows, y] -= 1.0 - eps  # p - target, see the module docstring
     if eps:
