@@ -24,6 +24,7 @@ thread count give bitwise-identical weights and history (``seconds`` aside).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -256,8 +257,15 @@ class Trainer:
         scale = lr if self.prescaled else 1.0
         grads = [model.grads]
         step = self.optimizer.step_prescaled if self.prescaled else self.optimizer.step
-        fb = model._forward_backward
-        wd, p, rng, ls = cfg.weight_decay, cfg.dropout, self.dropout_rng, cfg.label_smoothing
+        # one forward and backward pass of a minibatch, with this epoch's settings bound once
+        fb = functools.partial(
+            model._forward_backward,
+            weight_decay=cfg.weight_decay,
+            dropout=cfg.dropout,
+            rng=self.dropout_rng,
+            scale=scale,
+            label_smoothing=cfg.label_smoothing,
+        )
         limit = self._limit
         self.order_rng.shuffle(perm)
         loss_total, errors = 0.0, 0
@@ -271,16 +279,7 @@ class Trainer:
                 # would copy every minibatch through a temporary buffer.
                 np.take(X, idx, axis=0, out=v.x, mode="clip")
                 np.take(y, idx, out=v.y, mode="clip")
-                loss_sum, err = fb(
-                    v,
-                    v.x,
-                    v.y,
-                    weight_decay=wd,
-                    dropout=p,
-                    rng=rng,
-                    scale=scale,
-                    label_smoothing=ls,
-                )
+                loss_sum, err = fb(v, v.x, v.y)
                 loss = loss_sum / idx.shape[0]
                 if not loss <= limit:  # also catches NaN
                     raise Diverged(epoch, self.last_finite_loss, loss)

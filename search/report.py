@@ -137,8 +137,9 @@ def summary(
                 f"up to {exp.train['epochs']} epochs, patience {exp.train['patience']}",
             ),
         ]
-        if fixed_text(exp):
-            facts.append(("fixed", fixed_text(exp)))
+        fixed = fixed_text(exp)
+        if fixed:
+            facts.append(("fixed", fixed))
     facts.append(("trials", f"{len(trials)} ({counts_text(digest['counts'])})"))
     seconds = sum(r.seconds or 0.0 for r in trials)
     facts.append(("training time", f"{seconds:.1f} s summed over trials"))
