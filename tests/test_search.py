@@ -39,7 +39,9 @@ def test_configurations_do_not_depend_on_the_number_of_workers(tmp_path, write_e
 
 
 def test_two_workers_finish_every_trial_once(tmp_path, write_experiment):
-    path = write_experiment(tmp_path / "e.toml", "pair", n_trials=10)
+    # trials long enough that a worker starting late under load still takes some: 8-epoch
+    # trials (tens of milliseconds) can all be done by the first worker before the second starts
+    path = write_experiment(tmp_path / "e.toml", "pair", n_trials=10, epochs=120)
     result = run_study(load_experiment(path), tmp_path / "results", echo=lambda s: None)
     trials = result.study.get_trials()
     assert len(trials) == 10
